@@ -1,0 +1,417 @@
+//! The authentik forward-auth handoff (contract authentik §1, §2, §6): what the check request
+//! carries, and what the outpost's answer means. Everything that is not a clear "yes" or a login
+//! redirect fails closed.
+
+use crate::config::{Config, Outpost};
+use crate::reply::{refuse, LocalReply};
+
+/// Largest outpost body relayed to the client (its redirect pages are a line of HTML).
+const MAX_RELAYED_BODY: usize = 64 * 1024;
+
+/// The outpost's answer as the host delivered it; `None` overall when the call failed
+/// (refused connection, timeout, reset, unknown cluster).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OutpostResponse {
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: Vec<u8>,
+}
+
+impl OutpostResponse {
+    fn first(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+    }
+
+    fn status(&self) -> Option<u32> {
+        let status = std::str::from_utf8(self.first(":status")?).ok()?;
+        status.parse().ok().filter(|s| (100..=599).contains(s))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Logged in: identity headers for the request, `Set-Cookie`s for the client's response.
+    Allow {
+        identity: Vec<(String, Vec<u8>)>,
+        set_cookies: Vec<Vec<u8>>,
+    },
+    /// Login redirect, callback or logout answer, or a refusal: sent as is, nothing forwarded.
+    Answer(LocalReply),
+}
+
+/// Headers of the check: prefix + original path and query, the original host (the outpost picks
+/// the application by it and builds the return URL from it), and only the client's credentials.
+pub fn check_headers(
+    outpost: &Outpost,
+    host: &str,
+    path: &str,
+    cookie: Option<&str>,
+    authorization: Option<&str>,
+) -> Vec<(String, String)> {
+    let mut headers = vec![
+        (":method".to_string(), "GET".to_string()),
+        (
+            ":path".to_string(),
+            format!("{}{path}", outpost.path_prefix),
+        ),
+    ];
+    match &outpost.authority {
+        Some(authority) => {
+            headers.push((":authority".into(), authority.clone()));
+            headers.push(("x-forwarded-host".into(), host.into()));
+        }
+        None => headers.push((":authority".into(), host.into())),
+    }
+    if let Some(cookie) = cookie {
+        headers.push(("cookie".into(), cookie.into()));
+    }
+    if let Some(authorization) = authorization {
+        headers.push(("authorization".into(), authorization.into()));
+    }
+    headers
+}
+
+/// What the outpost's answer means for the request.
+pub fn verdict(config: &Config, response: Option<&OutpostResponse>, json: bool) -> Verdict {
+    let Some(response) = response else {
+        return fail(503, "the authentication service did not answer", json);
+    };
+    let Some(status) = response.status() else {
+        return fail(
+            503,
+            "the authentication service gave an unreadable answer",
+            json,
+        );
+    };
+    match status {
+        200 => allow(config, response, json),
+        302 | 303 | 307 => redirect(config, status, response, json),
+        400 | 401 | 403 => fail(
+            status,
+            "the authentication service refused the request",
+            json,
+        ),
+        // 301 is the outpost's path cleaning: its Location is the internal check path.
+        _ => fail(
+            503,
+            &format!("the authentication service answered {status}"),
+            json,
+        ),
+    }
+}
+
+fn allow(config: &Config, response: &OutpostResponse, json: bool) -> Verdict {
+    // A 200 without a user is a skip-listed path; a workspace is never anonymous.
+    if response
+        .first("x-authentik-username")
+        .is_none_or(|u| u.is_empty())
+    {
+        return fail(
+            503,
+            "the authentication service allowed the request without naming a user",
+            json,
+        );
+    }
+    let identity = config
+        .identity_headers
+        .iter()
+        .filter_map(|name| {
+            response
+                .first(name)
+                .map(|value| (name.clone(), value.to_vec()))
+        })
+        .collect();
+    Verdict::Allow {
+        identity,
+        set_cookies: all(response, "set-cookie"),
+    }
+}
+
+fn redirect(config: &Config, status: u32, response: &OutpostResponse, json: bool) -> Verdict {
+    let Some(location) = response.first("location").filter(|l| !l.is_empty()) else {
+        return fail(
+            503,
+            &format!("the authentication service answered {status} without a Location"),
+            json,
+        );
+    };
+    let prefix = config.outpost.path_prefix.as_bytes();
+    if location.windows(prefix.len()).any(|w| w == prefix) {
+        return fail(
+            503,
+            "the authentication service redirected to its own check path",
+            json,
+        );
+    }
+    // The host API takes header values as text; a value that is not is not relayed half-decoded.
+    let mut relayed = vec![("location", location)];
+    relayed.extend(
+        response
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("set-cookie"))
+            .map(|(_, v)| ("set-cookie", v.as_slice())),
+    );
+    relayed.extend(response.first("content-type").map(|v| ("content-type", v)));
+    let mut headers = Vec::with_capacity(relayed.len() + 1);
+    for (name, value) in relayed {
+        match std::str::from_utf8(value) {
+            Ok(value) => headers.push((name.to_string(), value.to_string())),
+            Err(_) => {
+                return fail(
+                    503,
+                    &format!("the authentication service sent an unreadable {name}"),
+                    json,
+                )
+            }
+        }
+    }
+    headers.push(("cache-control".into(), "no-store".into()));
+    let body = if response.body.len() <= MAX_RELAYED_BODY {
+        response.body.clone()
+    } else {
+        Vec::new()
+    };
+    Verdict::Answer(LocalReply {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn all(response: &OutpostResponse, name: &str) -> Vec<Vec<u8>> {
+    response
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.clone())
+        .collect()
+}
+
+fn fail(status: u32, reason: &str, json: bool) -> Verdict {
+    Verdict::Answer(refuse(status, reason, json))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        crate::config::parse(br#"{"outpost":{"cluster":"ak"}}"#).unwrap()
+    }
+
+    fn response(headers: &[(&str, &str)], body: &str) -> OutpostResponse {
+        OutpostResponse {
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+                .collect(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    fn answer(verdict: Verdict) -> LocalReply {
+        match verdict {
+            Verdict::Answer(reply) => reply,
+            other => panic!("expected an answer, got {other:?}"),
+        }
+    }
+
+    const LOGGED_IN: [(&str, &str); 15] = [
+        (":status", "200"),
+        ("x-authentik-username", "alice"),
+        ("x-authentik-groups", "developers|admins"),
+        ("x-authentik-entitlements", ""),
+        ("x-authentik-email", "alice@example.com"),
+        ("x-authentik-name", "Alice"),
+        ("x-authentik-uid", "abc"),
+        ("x-authentik-jwt", "eyJ.secret.token"),
+        ("x-authentik-meta-jwks", "https://ak/jwks/"),
+        ("x-authentik-meta-outpost", "outpost"),
+        ("x-authentik-meta-provider", "provider"),
+        ("x-authentik-meta-app", "app"),
+        (
+            "x-authentik-meta-version",
+            "goauthentik.io/outpost/2026.5.0",
+        ),
+        ("user-agent", "curl"),
+        ("authorization", "Basic c2VjcmV0"),
+    ];
+
+    #[test]
+    fn check_carries_prefix_path_host_and_only_credentials() {
+        let outpost = config().outpost;
+        let headers = check_headers(
+            &outpost,
+            "gw.example",
+            "/github/a/b/x?y=1",
+            Some("s=1"),
+            Some("Basic eA=="),
+        );
+        let expected: Vec<(String, String)> = [
+            (":method", "GET"),
+            (
+                ":path",
+                "/outpost.goauthentik.io/auth/envoy/github/a/b/x?y=1",
+            ),
+            (":authority", "gw.example"),
+            ("cookie", "s=1"),
+            ("authorization", "Basic eA=="),
+        ]
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(headers, expected);
+        let bare = check_headers(&outpost, "gw.example", "/", None, None);
+        assert_eq!(bare.len(), 3);
+    }
+
+    #[test]
+    fn fixed_authority_moves_the_host_to_x_forwarded_host() {
+        let mut outpost = config().outpost;
+        outpost.authority = Some("outpost.internal".into());
+        let headers = check_headers(&outpost, "gw.example", "/", None, None);
+        assert!(headers.contains(&(":authority".into(), "outpost.internal".into())));
+        assert!(headers.contains(&("x-forwarded-host".into(), "gw.example".into())));
+    }
+
+    #[test]
+    fn logged_in_copies_only_the_allow_list() {
+        let Verdict::Allow {
+            identity,
+            set_cookies,
+        } = verdict(&config(), Some(&response(&LOGGED_IN, "")), false)
+        else {
+            panic!("not allowed")
+        };
+        let names: Vec<&str> = identity.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names.len(), 11);
+        assert!(
+            names.contains(&"x-authentik-username") && names.contains(&"x-authentik-entitlements")
+        );
+        assert!(
+            !names.contains(&"x-authentik-jwt")
+                && !names.contains(&"authorization")
+                && !names.contains(&"user-agent")
+        );
+        assert!(identity.contains(&("x-authentik-groups".into(), b"developers|admins".to_vec())));
+        assert!(set_cookies.is_empty());
+    }
+
+    #[test]
+    fn header_auth_session_cookie_goes_back_to_the_client() {
+        let mut headers = LOGGED_IN.to_vec();
+        headers.push(("set-cookie", "authentik_proxy_1=new; Path=/"));
+        let Verdict::Allow { set_cookies, .. } =
+            verdict(&config(), Some(&response(&headers, "")), false)
+        else {
+            panic!("not allowed")
+        };
+        assert_eq!(set_cookies, vec![b"authentik_proxy_1=new; Path=/".to_vec()]);
+    }
+
+    #[test]
+    fn allowed_without_a_user_fails_closed() {
+        for headers in [
+            vec![(":status", "200")],
+            vec![(":status", "200"), ("x-authentik-username", "")],
+        ] {
+            assert_eq!(
+                answer(verdict(&config(), Some(&response(&headers, "")), false)).status,
+                503
+            );
+        }
+    }
+
+    #[test]
+    fn login_redirect_is_relayed_with_every_cookie_unjoined() {
+        let reply = answer(verdict(
+            &config(),
+            Some(&response(
+                &[
+                    (":status", "302"),
+                    (
+                        "location",
+                        "https://ak/application/o/authorize/?client_id=c",
+                    ),
+                    ("set-cookie", "authentik_proxy_1=; Max-Age=0"),
+                    ("set-cookie", "authentik_proxy_1=new; Path=/; HttpOnly"),
+                    ("content-type", "text/html; charset=utf-8"),
+                    ("x-powered-by", "authentik_proxy2"),
+                ],
+                "<a href=\"x\">Found</a>.\n",
+            )),
+            true,
+        ));
+        assert_eq!(reply.status, 302);
+        let cookies: Vec<&str> = reply
+            .headers
+            .iter()
+            .filter(|(n, _)| n == "set-cookie")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(
+            cookies,
+            vec![
+                "authentik_proxy_1=; Max-Age=0",
+                "authentik_proxy_1=new; Path=/; HttpOnly"
+            ]
+        );
+        assert_eq!(
+            reply.header("location"),
+            Some("https://ak/application/o/authorize/?client_id=c")
+        );
+        assert_eq!(reply.header("x-powered-by"), None);
+        assert_eq!(reply.body, b"<a href=\"x\">Found</a>.\n");
+    }
+
+    #[test]
+    fn everything_else_fails_closed() {
+        let cases: [(Option<OutpostResponse>, u32); 12] = [
+            (None, 503),
+            (Some(response(&[], "")), 503),
+            (Some(response(&[(":status", "banana")], "")), 503),
+            (Some(response(&[(":status", "500")], "")), 503),
+            (
+                Some(response(&[(":status", "404")], "404 page not found")),
+                503,
+            ),
+            (Some(response(&[(":status", "204")], "")), 503),
+            (
+                Some(response(
+                    &[
+                        (":status", "301"),
+                        ("location", "/outpost.goauthentik.io/auth/envoy/x"),
+                    ],
+                    "",
+                )),
+                503,
+            ),
+            (
+                Some(response(&[(":status", "308"), ("location", "/x")], "")),
+                503,
+            ),
+            (Some(response(&[(":status", "302")], "")), 503),
+            (
+                Some(response(
+                    &[
+                        (":status", "302"),
+                        ("location", "/outpost.goauthentik.io/auth/envoy/a"),
+                    ],
+                    "",
+                )),
+                503,
+            ),
+            (Some(response(&[(":status", "400")], "")), 400),
+            (Some(response(&[(":status", "401")], "")), 401),
+        ];
+        for (response, status) in cases {
+            let reply = answer(verdict(&config(), response.as_ref(), false));
+            assert_eq!(reply.status, status, "{response:?}");
+            assert_eq!(reply.header("location"), None);
+            assert_eq!(reply.header("set-cookie"), None);
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! devcontainer-gateway: a proxy-wasm HTTP filter that makes an Envoy or Istio ingress gateway
+//! the front door of a dev-container platform. The decisions live in plain modules tested on the
+//! host; only `filter` talks to the proxy.
+
+pub mod auth;
+pub mod config;
+pub mod headers;
+pub mod names;
+pub mod reply;
+pub mod request;
+pub mod route;
+
+#[cfg(target_arch = "wasm32")]
+mod filter;

@@ -1,0 +1,310 @@
+//! Request path → what the gateway does with it: the health answer, a GitHub repository (or a
+//! precise reason why the path is refused), or nothing (the route table decides).
+
+use std::fmt;
+
+use crate::names::{NameError, RepoId};
+
+pub const GITHUB_PREFIX: &str = "/github/";
+/// Longest `:path` (query included) the filter accepts; longer ones are refused, not truncated.
+pub const MAX_PATH: usize = 8192;
+
+/// A validated request for a repository's workspace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoPath {
+    pub id: RepoId,
+    /// `/github/{owner}/{repo}` exactly as the client spelled it: the base its relative URLs use.
+    pub prefix: String,
+    /// Everything after the prefix, starting with `/`, query included.
+    pub rest: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Health,
+    Repo(RepoPath),
+    /// `/github/{owner}/{repo}` without the trailing slash: where to send the client instead.
+    AddSlash(String),
+    /// Anything else: left to the route table.
+    Elsewhere,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathError {
+    TooLong(usize),
+    NotAscii,
+    EmptySegment,
+    DotSegment,
+    Backslash,
+    Encoded(&'static str),
+    BadPercent,
+    Incomplete,
+    Name(NameError),
+}
+
+impl fmt::Display for PathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PathError::TooLong(len) => write!(
+                f,
+                "path is {len} bytes long; at most {MAX_PATH} are accepted"
+            ),
+            PathError::NotAscii => {
+                f.write_str("path contains a space, control character or raw non-ASCII byte")
+            }
+            PathError::EmptySegment => f.write_str("path contains an empty segment (\"//\")"),
+            PathError::DotSegment => f.write_str("path contains a \".\" or \"..\" segment"),
+            PathError::Backslash => f.write_str("path contains a backslash"),
+            PathError::Encoded(what) => write!(f, "path contains an encoded {what}"),
+            PathError::BadPercent => {
+                f.write_str("path contains a \"%\" that is not followed by two hex digits")
+            }
+            PathError::Incomplete => f.write_str("expected /github/{owner}/{repo}/"),
+            PathError::Name(name) => name.fmt(f),
+        }
+    }
+}
+
+/// Splits `:path` at the first `?`.
+pub fn split_query(path: &str) -> (&str, Option<&str>) {
+    match path.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (path, None),
+    }
+}
+
+/// Decides what `:path` asks for.
+pub fn target(path: &str, health_path: &str) -> Result<Target, PathError> {
+    let (bare, query) = split_query(path);
+    if bare == health_path {
+        return Ok(Target::Health);
+    }
+    if bare != "/github" && !bare.starts_with(GITHUB_PREFIX) {
+        return Ok(Target::Elsewhere);
+    }
+    check_clean(path)?;
+    let mut segments = bare
+        .get(GITHUB_PREFIX.len()..)
+        .unwrap_or_default()
+        .splitn(3, '/');
+    let owner = segments.next().unwrap_or_default();
+    let repo = segments.next().unwrap_or_default();
+    if owner.is_empty() || repo.is_empty() {
+        return Err(PathError::Incomplete);
+    }
+    let id = RepoId::new(owner, repo).map_err(PathError::Name)?;
+    let prefix = format!("{GITHUB_PREFIX}{owner}/{repo}");
+    let query = query.map(|q| format!("?{q}")).unwrap_or_default();
+    match segments.next() {
+        None => Ok(Target::AddSlash(format!("{prefix}/{query}"))),
+        Some(rest) => Ok(Target::Repo(RepoPath {
+            id,
+            prefix,
+            rest: format!("/{rest}{query}"),
+        })),
+    }
+}
+
+/// Refuses every path trick that could make the outpost, Envoy or the workspace see a different
+/// path than the one checked: dot segments, `//`, backslashes and their encoded forms.
+pub fn check_clean(path: &str) -> Result<(), PathError> {
+    if path.len() > MAX_PATH {
+        return Err(PathError::TooLong(path.len()));
+    }
+    if !path.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(PathError::NotAscii);
+    }
+    let (bare, query) = split_query(path);
+    if bare.contains('\\') {
+        return Err(PathError::Backslash);
+    }
+    for segment in bare.split('/').skip(1) {
+        if segment == "." || segment == ".." {
+            return Err(PathError::DotSegment);
+        }
+    }
+    if bare.contains("//") {
+        return Err(PathError::EmptySegment);
+    }
+    check_percent(bare, true)?;
+    if let Some(query) = query {
+        check_percent(query, false)?;
+    }
+    Ok(())
+}
+
+/// In the path, encoded separators, dots, NUL and control characters are refused; in the query
+/// only malformed escapes and NUL are.
+fn check_percent(text: &str, in_path: bool) -> Result<(), PathError> {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let decoded = bytes
+                .get(i + 1..i + 3)
+                .and_then(|hex| std::str::from_utf8(hex).ok())
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+                .ok_or(PathError::BadPercent)?;
+            match decoded {
+                0 => return Err(PathError::Encoded("NUL (%00)")),
+                b'/' if in_path => return Err(PathError::Encoded("\"/\" (%2F)")),
+                b'\\' if in_path => return Err(PathError::Encoded("\"\\\" (%5C)")),
+                b'.' if in_path => return Err(PathError::Encoded("\".\" (%2E)")),
+                c if in_path && (c < 0x20 || c == 0x7f) => {
+                    return Err(PathError::Encoded("control character"))
+                }
+                _ => {}
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo(path: &str) -> RepoPath {
+        match target(path, "/health") {
+            Ok(Target::Repo(repo)) => repo,
+            other => panic!("{path}: {other:?}"),
+        }
+    }
+
+    fn refused(path: &str) -> String {
+        match target(path, "/health") {
+            Err(e) => e.to_string(),
+            other => panic!("{path} accepted: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn repository_paths() {
+        let r = repo("/github/octocat/hello-world/");
+        assert_eq!(r.id.url(), "https://github.com/octocat/hello-world");
+        assert_eq!(r.prefix, "/github/octocat/hello-world");
+        assert_eq!(r.rest, "/");
+        let r = repo("/github/Octocat/Hello-World.git/vnc.html?autoconnect=1&path=ws");
+        assert_eq!(r.id.url(), "https://github.com/octocat/hello-world");
+        assert_eq!(r.prefix, "/github/Octocat/Hello-World.git");
+        assert_eq!(r.rest, "/vnc.html?autoconnect=1&path=ws");
+        let r = repo("/github/a/b/deep/er/path/?q=a/../b");
+        assert_eq!(r.rest, "/deep/er/path/?q=a/../b");
+        assert_eq!(repo("/github/a/b/%20x%41").rest, "/%20x%41");
+    }
+
+    #[test]
+    fn missing_trailing_slash_is_redirected_with_the_query() {
+        assert_eq!(
+            target("/github/a/b", "/health"),
+            Ok(Target::AddSlash("/github/a/b/".into()))
+        );
+        assert_eq!(
+            target("/github/a/b?x=1&y", "/health"),
+            Ok(Target::AddSlash("/github/a/b/?x=1&y".into()))
+        );
+    }
+
+    #[test]
+    fn other_paths_are_left_alone() {
+        for path in [
+            "/",
+            "/outpost.goauthentik.io/callback?x=1",
+            "/githubx/a/b/",
+            "/GitHub/a/b/",
+            "/a//../b",
+            "/health/x",
+        ] {
+            assert_eq!(target(path, "/health"), Ok(Target::Elsewhere), "{path}");
+        }
+        assert_eq!(target("/health", "/health"), Ok(Target::Health));
+        assert_eq!(target("/health?probe=1", "/health"), Ok(Target::Health));
+    }
+
+    #[test]
+    fn every_refusal_says_why() {
+        let cases = [
+            ("/github", "expected /github/{owner}/{repo}/"),
+            ("/github/", "expected /github/{owner}/{repo}/"),
+            ("/github/octocat", "expected /github/{owner}/{repo}/"),
+            ("/github/octocat/", "expected /github/{owner}/{repo}/"),
+            ("/github//repo/", "path contains an empty segment"),
+            ("/github/a/b//etc", "path contains an empty segment"),
+            ("/github/a/b/x//", "path contains an empty segment"),
+            (
+                "/github/a/b/../c/",
+                "path contains a \".\" or \"..\" segment",
+            ),
+            (
+                "/github/a/../b/c/",
+                "path contains a \".\" or \"..\" segment",
+            ),
+            ("/github/a/b/./", "path contains a \".\" or \"..\" segment"),
+            ("/github/a/b/..", "path contains a \".\" or \"..\" segment"),
+            (
+                "/github/a/b/%2e%2e/c",
+                "path contains an encoded \".\" (%2E)",
+            ),
+            ("/github/a/b/%2E", "path contains an encoded \".\" (%2E)"),
+            ("/github/a/b%2fc/d/", "path contains an encoded \"/\" (%2F)"),
+            ("/github/a/b/%2F", "path contains an encoded \"/\" (%2F)"),
+            ("/github/a/b/%5c", "path contains an encoded \"\\\" (%5C)"),
+            ("/github/a/b/\\x", "path contains a backslash"),
+            ("/github/a/b/%00", "path contains an encoded NUL (%00)"),
+            ("/github/a/b/?x=%00", "path contains an encoded NUL (%00)"),
+            (
+                "/github/a/b/%0a",
+                "path contains an encoded control character",
+            ),
+            ("/github/a/b/%zz", "path contains a \"%\" that is not"),
+            ("/github/a/b/%4", "path contains a \"%\" that is not"),
+            (
+                "/github/a/b/ x",
+                "path contains a space, control character or raw non-ASCII byte",
+            ),
+            (
+                "/github/a/b/é",
+                "path contains a space, control character or raw non-ASCII byte",
+            ),
+            (
+                "/github/-a/b/",
+                "owner \"-a\" is not a GitHub user or organisation name",
+            ),
+            ("/github/a--b/c/", "owner \"a--b\" is not"),
+            ("/github/a_b/c/", "owner \"a_b\" is not"),
+            (
+                "/github/a/b%20c/",
+                "repository \"b%20c\" is not a GitHub repository name",
+            ),
+            ("/github/a/b+c/", "repository \"b+c\" is not"),
+            ("/github/a/.git/", "repository \".git\" is not"),
+        ];
+        for (path, expected) in cases {
+            let message = refused(path);
+            assert!(
+                message.starts_with(expected),
+                "{path}\n  got:      {message}\n  expected: {expected}"
+            );
+        }
+        let long = format!("/github/a/b/{}", "x".repeat(MAX_PATH));
+        assert!(refused(&long).starts_with("path is 8204 bytes long; at most 8192"));
+        let owner = "o".repeat(40);
+        assert!(refused(&format!("/github/{owner}/r/")).contains("is not a GitHub user"));
+        let name = "r".repeat(101);
+        assert!(refused(&format!("/github/o/{name}/")).contains("is not a GitHub repository"));
+    }
+
+    #[test]
+    fn clean_paths_outside_github_for_the_outpost() {
+        assert!(check_clean(
+            "/outpost.goauthentik.io/callback?X-authentik-auth-callback=true&code=a%2Fb"
+        )
+        .is_ok());
+        assert_eq!(check_clean("//app"), Err(PathError::EmptySegment));
+        assert_eq!(check_clean("/a/../b"), Err(PathError::DotSegment));
+        assert!(check_clean("/").is_ok());
+    }
+}

@@ -1,0 +1,453 @@
+"""Fake Knative dev-container upstream: echoes every request as JSON, serves a
+small workspace page, echoes WebSocket messages, and can imitate a
+scale-from-zero cold start.
+
+Run standalone: python3 tests/fakes/upstream.py --port 5800 [--cold-start 3]
+"""
+
+from __future__ import annotations
+
+import sys
+
+if __name__ == "__main__":
+    # Running as a script: make `fakes` importable like the tests do.
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse
+import base64
+import hashlib
+import html
+import json
+import signal
+import socket
+import socketserver
+import threading
+import time
+from email.utils import formatdate
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from fakes.wsclient import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONT,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    MAX_PAYLOAD,
+    WsError,
+    accept_key,
+    encode_frame,
+    read_frame,
+)
+
+MAX_BODY = 64 * 1024 * 1024
+WS_TIMEOUT = 30.0
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def read_body(rfile, headers, limit: int = MAX_BODY) -> bytes:
+    """Request body framed by Transfer-Encoding: chunked or Content-Length."""
+    if "chunked" in ",".join(headers.get_all("Transfer-Encoding") or []).lower():
+        out = bytearray()
+        while True:
+            line = rfile.readline(65537)
+            if not line:
+                raise ConnectionError("eof inside chunked body")
+            size = int(line.split(b";", 1)[0].strip(), 16)
+            if size == 0:
+                while rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers are read and dropped
+                return bytes(out)
+            if len(out) + size > limit:
+                raise BodyTooLarge()
+            chunk = rfile.read(size)
+            if len(chunk) != size:
+                raise ConnectionError("eof inside chunk")
+            out += chunk
+            rfile.readline(65537)  # CRLF after the chunk
+    cl = headers.get("Content-Length")
+    if cl is None:
+        return b""
+    n = int(cl.strip())
+    if n > limit:
+        raise BodyTooLarge()
+    data = rfile.read(n) if n else b""
+    if len(data) != n:
+        raise ConnectionError("eof inside body")
+    return data
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, port: int, handler, owner):
+        self.owner = owner
+        self._conns: set[socket.socket] = set()
+        self._conns_lock = threading.Lock()
+        super().__init__(("127.0.0.1", port), handler)
+
+    def server_bind(self):
+        # HTTPServer.server_bind does a reverse DNS lookup (getfqdn); skip it.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
+    def get_request(self):
+        sock, addr = super().get_request()
+        # Without this, header and body writes hit Nagle + delayed ACK (~40 ms).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self._conns_lock:
+            self._conns.add(sock)
+        return sock, addr
+
+    def shutdown_request(self, request):
+        with self._conns_lock:
+            self._conns.discard(request)
+        super().shutdown_request(request)
+
+    def handle_error(self, request, client_address):
+        if self.owner.verbose:
+            super().handle_error(request, client_address)
+
+    def abort_connections(self):
+        # Unblocks handler threads parked on keep-alive or WebSocket reads.
+        with self._conns_lock:
+            conns = list(self._conns)
+        for s in conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = 120  # idle keep-alive bound
+    raw_target = ""
+
+    def log_message(self, format, *args):
+        if self.server.owner.verbose:
+            super().log_message(format, *args)
+
+    def handle(self):
+        try:
+            super().handle()
+        except (ConnectionError, TimeoutError, OSError, ValueError):
+            self.close_connection = True
+
+    def handle_one_request(self):
+        self.raw_requestline = self.rfile.readline(65537)
+        if len(self.raw_requestline) > 65536:
+            self.requestline = self.request_version = self.command = ""
+            self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
+            return
+        if not self.raw_requestline:
+            self.close_connection = True
+            return
+        if not self.parse_request():
+            return
+        # parse_request collapses a leading "//"; the fakes report what was sent.
+        words = self.requestline.split()
+        self.raw_target = words[1] if len(words) >= 2 else self.path
+        self.dispatch()
+        self.wfile.flush()
+
+    def respond(self, status: int, headers=(), body: bytes = b"") -> None:
+        """Write the whole response in one send, with Content-Length."""
+        try:
+            reason = HTTPStatus(status).phrase
+        except ValueError:
+            reason = "Unknown"
+        hdrs = list(headers)
+        names = {n.lower() for n, _ in hdrs}
+        if "date" not in names:
+            hdrs.append(("Date", formatdate(usegmt=True)))
+        if status >= 200 and status not in (204, 304) and "content-length" not in names:
+            hdrs.append(("Content-Length", str(len(body))))
+        if self.close_connection:
+            hdrs.append(("Connection", "close"))
+        head = f"HTTP/1.1 {status} {reason}\r\n" + "".join(f"{n}: {v}\r\n" for n, v in hdrs) + "\r\n"
+        if self.command == "HEAD" or status in (204, 304):
+            body = b""
+        self.wfile.write(head.encode("utf-8") + body)
+        self.log_request(status, len(body))
+
+
+_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>devcontainer workspace</title>
+<style>
+ body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 40rem; color: #222; }}
+ dt {{ font-weight: 600; margin-top: .6rem; }}
+ dd {{ margin: 0; font-family: ui-monospace, monospace; }}
+ button {{ margin-top: 1rem; padding: .4rem 1rem; }}
+</style>
+</head>
+<body>
+<h1>devcontainer workspace</h1>
+<dl>
+ <dt>Repository</dt><dd id="repo">{repo}</dd>
+ <dt>User</dt><dd id="user">{user}</dd>
+ <dt>Groups</dt><dd id="groups">{groups}</dd>
+ <dt>Upstream</dt><dd id="upstream">{name}</dd>
+ <dt>WebSocket echo</dt><dd id="ws"></dd>
+</dl>
+<pre id="ws-upgrade" hidden></pre>
+<button id="ws-button" type="button">Test WebSocket</button>
+<script>
+function wsTest() {{
+  var out = document.getElementById("ws");
+  out.textContent = "connecting";
+  // Relative to this page, so it also works under a path prefix.
+  var dir = location.pathname.replace(/[^\\/]*$/, "");
+  var scheme = location.protocol === "https:" ? "wss://" : "ws://";
+  var sock = new WebSocket(scheme + location.host + dir + "ws");
+  var first = true;
+  sock.onopen = function () {{ sock.send("hello"); }};
+  sock.onmessage = function (ev) {{
+    if (first) {{ first = false; document.getElementById("ws-upgrade").textContent = ev.data; return; }}
+    out.textContent = ev.data;
+    sock.close();
+  }};
+  sock.onerror = function () {{ out.textContent = "error"; }};
+}}
+document.getElementById("ws-button").addEventListener("click", wsTest);
+wsTest();
+</script>
+</body>
+</html>
+"""
+
+
+def _prefers_html(accept: str) -> bool:
+    best_html, best_other = -1.0, -1.0
+    for item in accept.split(","):
+        parts = [p.strip() for p in item.split(";")]
+        mtype = parts[0].lower()
+        if not mtype:
+            continue
+        q = 1.0
+        for p in parts[1:]:
+            if p.lower().startswith("q="):
+                try:
+                    q = float(p[2:])
+                except ValueError:
+                    q = 0.0
+        if mtype == "text/html":
+            best_html = max(best_html, q)
+        else:
+            best_other = max(best_other, q)
+    return best_html > 0 and best_html >= best_other
+
+
+class _UpstreamHandler(_Handler):
+    def dispatch(self):
+        owner: FakeUpstream = self.server.owner
+        is_ws = "websocket" in (self.headers.get("Upgrade") or "").lower()
+        if not is_ws:
+            try:
+                body = read_body(self.rfile, self.headers)
+            except BodyTooLarge:
+                self.close_connection = True
+                self.respond(413, [("Content-Type", "text/plain")], b"body too large\n")
+                return
+            except ValueError:
+                self.close_connection = True
+                self.respond(400, [("Content-Type", "text/plain")], b"bad body framing\n")
+                return
+        owner._cold_start_wait()
+        echo = {
+            "method": self.command,
+            "path": self.raw_target,
+            "headers": [[n, v] for n, v in self.headers.items()],
+        }
+        if is_ws:
+            echo["upstream"] = owner.name
+            owner._record(echo)
+            self._websocket(echo)
+            return
+        echo.update(
+            body_b64=base64.b64encode(body).decode("ascii"),
+            body_len=len(body),
+            body_sha256=hashlib.sha256(body).hexdigest(),
+            upstream=owner.name,
+        )
+        owner._record(echo)
+
+        path_only = self.raw_target.split("?", 1)[0]
+        if path_only.endswith("/__page") or (
+            path_only == "/" and _prefers_html(self.headers.get("Accept") or "")
+        ):
+            page = _PAGE.format(
+                repo=html.escape(self.headers.get("X-GitHub-Repo") or ""),
+                user=html.escape(self.headers.get("X-Authentik-Username") or ""),
+                groups=html.escape(self.headers.get("X-Authentik-Groups") or ""),
+                name=html.escape(owner.name),
+            )
+            self.respond(200, [("Content-Type", "text/html; charset=utf-8"),
+                               ("Cache-Control", "no-store")], page.encode("utf-8"))
+            return
+        data = json.dumps(echo).encode("utf-8")
+        self.respond(200, [("Content-Type", "application/json")], data)
+
+    def _websocket(self, echo):
+        self.close_connection = True
+        key = self.headers.get("Sec-WebSocket-Key")
+        if not key or (self.headers.get("Sec-WebSocket-Version") or "").strip() != "13":
+            self.respond(400, [("Content-Type", "text/plain"), ("Sec-WebSocket-Version", "13")],
+                         b"bad websocket upgrade\n")
+            return
+        hdrs = [("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                ("Sec-WebSocket-Accept", accept_key(key.strip()))]
+        offered = self.headers.get("Sec-WebSocket-Protocol")
+        if offered:
+            # noVNC-style clients offer e.g. "binary"; accept the first one.
+            hdrs.append(("Sec-WebSocket-Protocol", offered.split(",")[0].strip()))
+        head = "HTTP/1.1 101 Switching Protocols\r\n" + "".join(f"{n}: {v}\r\n" for n, v in hdrs) + "\r\n"
+        self.connection.settimeout(WS_TIMEOUT)
+        self.wfile.write(head.encode("ascii"))
+        self.log_request(101)
+        send = self.wfile.write
+
+        def read_exact(n: int) -> bytes:
+            data = self.rfile.read(n)
+            if len(data) != n:
+                raise ConnectionError("eof")
+            return data
+
+        try:
+            # First message tells the test what the upgrade request carried.
+            send(encode_frame(OP_TEXT, json.dumps(echo).encode("utf-8"), mask=False))
+            msg_op, parts = None, []
+            while True:
+                fin, op, payload = read_frame(read_exact)
+                if op == OP_PING:
+                    send(encode_frame(OP_PONG, payload, mask=False))
+                elif op == OP_PONG:
+                    continue
+                elif op == OP_CLOSE:
+                    send(encode_frame(OP_CLOSE, payload[:2], mask=False))
+                    return
+                elif op in (OP_TEXT, OP_BINARY, OP_CONT):
+                    if op != OP_CONT:
+                        msg_op, parts = op, []
+                    elif msg_op is None:
+                        raise WsError("continuation without a message")
+                    parts.append(payload)
+                    if sum(map(len, parts)) > MAX_PAYLOAD:
+                        raise WsError("message too large")
+                    if fin:
+                        send(encode_frame(msg_op, b"".join(parts), mask=False))
+                        msg_op, parts = None, []
+                else:
+                    raise WsError(f"unknown opcode {op}")
+        except (WsError, ConnectionError, TimeoutError, OSError, ValueError):
+            return
+
+
+class FakeUpstream:
+    """Stand-in for a Knative-served dev container.
+
+    cold_start: seconds the first request after `idle` seconds without
+    requests waits (scale from zero). Requests arriving during that wait are
+    held until the same moment, like Knative's activator does.
+    """
+
+    def __init__(self, port: int = 0, cold_start: float = 0.0, idle: float = 60.0,
+                 name: str = "workspace", verbose: bool = False):
+        self.cold_start = float(cold_start)
+        self.idle = float(idle)
+        self.name = name
+        self.verbose = verbose
+        self.requests: list[dict] = []
+        self.cold_starts = 0
+        self._lock = threading.Lock()
+        self._last_seen: float | None = None
+        self._ready_at = 0.0
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+        self._server = _Server(port, _UpstreamHandler, self)
+        self.port = self._server.server_address[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "FakeUpstream":
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._server.serve_forever,
+                                            kwargs={"poll_interval": 0.05},
+                                            name=f"fake-upstream-{self.port}", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        self._stopping.set()
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(timeout=5)
+        self._server.abort_connections()
+        self._server.server_close()
+
+    def __enter__(self) -> "FakeUpstream":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def clear(self) -> None:
+        with self._lock:
+            del self.requests[:]
+
+    def _record(self, echo: dict) -> None:
+        with self._lock:
+            self.requests.append(echo)
+
+    def _cold_start_wait(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if self.cold_start > 0 and (self._last_seen is None or now - self._last_seen >= self.idle):
+                if now >= self._ready_at:
+                    self._ready_at = now + self.cold_start
+                    self.cold_starts += 1
+            wait = self._ready_at - now
+            self._last_seen = max(now, self._ready_at)
+        if wait > 0:
+            self._stopping.wait(wait)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="fake Knative dev-container upstream")
+    ap.add_argument("--port", type=int, default=5800)
+    ap.add_argument("--cold-start", type=float, default=0.0)
+    ap.add_argument("--idle", type=float, default=60.0)
+    ap.add_argument("--name", default="workspace")
+    ap.add_argument("--verbose", action="store_true")
+    args = ap.parse_args(argv)
+    up = FakeUpstream(port=args.port, cold_start=args.cold_start, idle=args.idle,
+                      name=args.name, verbose=args.verbose).start()
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    print(f"upstream listening on {up.url}", flush=True)
+    while not done.wait(0.5):
+        pass
+    up.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
