@@ -1,0 +1,48 @@
+"""Shared real parts: the fake authentik outpost, the fake Knative workspace, and Envoy with the
+filter as configured in envoy/gateway.yaml."""
+
+from __future__ import annotations
+
+import pytest
+
+from fakes.outpost import FakeOutpost
+from fakes.upstream import FakeUpstream
+from harness import Envoy, gateway_config
+
+HOST = "gw.example"
+
+
+@pytest.fixture(scope="session")
+def outpost():
+    with FakeOutpost(external_host=f"http://{HOST}") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def upstream():
+    with FakeUpstream(name="workspaces") as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def fresh_fakes(request):
+    """Each test starts with a well-behaved outpost and empty recordings."""
+    for name in ("outpost", "upstream"):
+        if name in request.fixturenames:
+            server = request.getfixturevalue(name)
+            server.clear()
+            if name == "outpost":
+                server.mode = "normal"
+    yield
+
+
+@pytest.fixture(scope="session")
+def gateway(outpost, upstream):
+    with Envoy(gateway_config(outpost.port, upstream.port), name="gateway") as envoy:
+        yield envoy
+
+
+@pytest.fixture
+def alice(outpost):
+    """A Cookie header of a logged-in session of alice."""
+    return outpost.session_cookie_header("alice")

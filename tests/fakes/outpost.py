@@ -1,0 +1,979 @@
+"""Fake authentik outpost (forward_single mode, Envoy endpoint) plus the few
+authentik-server pages a browser needs to log in (authorize, end-session,
+jwks), in one process.
+
+Behaviour follows shared/contracts/authentik.md §1, §2, §3 and §7 and nothing
+else: the gateway under test must cope with the real outpost, so the fake
+must not be kinder or stricter than it.
+
+Run standalone:
+    python3 tests/fakes/outpost.py --port 9000 --external-host http://127.0.0.1:10000
+"""
+
+from __future__ import annotations
+
+import sys
+
+if __name__ == "__main__":
+    # Running as a script: make `fakes` importable like the tests do.
+    from pathlib import Path as _Path
+
+    sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
+
+import argparse
+import base64
+import hashlib
+import hmac
+import html
+import json
+import re
+import secrets
+import signal
+import socket
+import socketserver
+import threading
+import time
+import urllib.parse
+from email.utils import formatdate
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+CHECK_PREFIX = "/outpost.goauthentik.io/auth/envoy"
+OUTPOST_PREFIX = "/outpost.goauthentik.io"
+CALLBACK_SIGNATURE = "X-authentik-auth-callback"
+LOGOUT_SIGNATURE = "X-authentik-logout"
+SCOPES = "openid profile email entitlements ak_proxy"
+OUTPOST_NAME = "authentik Embedded Outpost"
+VERSION = "goauthentik.io/outpost/2026.5.0"
+TOKEN_VALIDITY = 3600  # access_token_validity default hours=1 (§3)
+DEFAULT_USERS = Path(__file__).resolve().parents[2] / "envoy" / "users.json"
+MAX_BODY = 64 * 1024 * 1024
+EXPIRED = "Thu, 01 Jan 1970 00:00:01 GMT"  # what gorilla/sessions writes for MaxAge<0
+
+
+# --------------------------------------------------------------------------
+# Small Go-compatibility helpers: the gateway sees Go's wire format.
+
+_TOKEN_CHARS = set("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def go_canonical(name: str) -> str:
+    """net/textproto.CanonicalMIMEHeaderKey."""
+    if not name or any(c not in _TOKEN_CHARS for c in name):
+        return name
+    out, upper = [], True
+    for c in name:
+        out.append(c.upper() if upper else c.lower())
+        upper = c == "-"
+    return "".join(out)
+
+
+def go_escape_path(p: str) -> str:
+    """url.URL.EscapedPath for a path without a usable RawPath."""
+    return urllib.parse.quote(p.encode("utf-8", "surrogateescape"), safe="$&+,/:;=@")
+
+
+def go_path_clean(p: str) -> str:
+    """path.Clean (posixpath.normpath keeps a leading "//", Go does not)."""
+    if p == "":
+        return "."
+    rooted = p.startswith("/")
+    parts: list[str] = []
+    for seg in p.split("/"):
+        if seg in ("", "."):
+            continue
+        if seg == "..":
+            if parts and parts[-1] != "..":
+                parts.pop()
+            elif not rooted:
+                parts.append("..")
+            continue
+        parts.append(seg)
+    out = ("/" if rooted else "") + "/".join(parts)
+    return out or "."
+
+
+def mux_clean_path(p: str) -> str:
+    """gorilla/mux cleanPath: path.Clean, keeping a trailing slash."""
+    if p == "":
+        return "/"
+    if p[0] != "/":
+        p = "/" + p
+    np = go_path_clean(p)
+    if p[-1] == "/" and np != "/":
+        np += "/"
+    return np
+
+
+def go_json(obj) -> bytes:
+    """encoding/json.Marshal: compact, UTF-8, HTML-safe escapes."""
+    s = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    s = s.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return s.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").encode("utf-8")
+
+
+def go_query_get(raw_query: str, key: str) -> str:
+    """url.Values.Get: first value, "" when absent."""
+    for k, v in urllib.parse.parse_qsl(raw_query, keep_blank_values=True):
+        if k == key:
+            return v
+    return ""
+
+
+def go_values_encode(values: dict) -> str:
+    """url.Values.Encode: keys sorted, QueryEscape (space as '+')."""
+    return urllib.parse.urlencode(sorted(values.items()))
+
+
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+# --------------------------------------------------------------------------
+# HS256 JWTs (state is signed with cookie_secret, tokens with client_secret).
+
+def _b64u(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64u_dec(s: str) -> bytes:
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+_HMAC = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
+
+
+def jwt_encode(claims: dict, key: str) -> str:
+    head = _b64u(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
+    body = _b64u(json.dumps(claims, separators=(",", ":")).encode())
+    sig = hmac.new(key.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{_b64u(sig)}"
+
+
+def jwt_decode(token: str, key: str | None = None) -> dict | None:
+    """Claims of a JWT; with `key`, only if the HMAC signature verifies."""
+    try:
+        head_s, body_s, sig_s = token.split(".")
+        head = json.loads(_b64u_dec(head_s))
+        claims = json.loads(_b64u_dec(body_s))
+        if not isinstance(claims, dict):
+            return None
+        if key is not None:
+            algo = _HMAC.get(head.get("alg"))  # golang-jwt accepts any HMAC method here
+            if algo is None:
+                return None
+            want = hmac.new(key.encode(), f"{head_s}.{body_s}".encode(), algo).digest()
+            if not hmac.compare_digest(want, _b64u_dec(sig_s)):
+                return None
+        return claims
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
+# --------------------------------------------------------------------------
+# HTTP plumbing shared by every response of the fake.
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def read_body(rfile, headers, limit: int = MAX_BODY) -> bytes:
+    if "chunked" in ",".join(headers.get_all("Transfer-Encoding") or []).lower():
+        out = bytearray()
+        while True:
+            line = rfile.readline(65537)
+            if not line:
+                raise ConnectionError("eof inside chunked body")
+            size = int(line.split(b";", 1)[0].strip(), 16)
+            if size == 0:
+                while rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                    pass
+                return bytes(out)
+            if len(out) + size > limit:
+                raise BodyTooLarge()
+            chunk = rfile.read(size)
+            if len(chunk) != size:
+                raise ConnectionError("eof inside chunk")
+            out += chunk
+            rfile.readline(65537)
+    cl = headers.get("Content-Length")
+    if cl is None:
+        return b""
+    n = int(cl.strip())
+    if n > limit:
+        raise BodyTooLarge()
+    data = rfile.read(n) if n else b""
+    if len(data) != n:
+        raise ConnectionError("eof inside body")
+    return data
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, port: int, handler, owner):
+        self.owner = owner
+        self._conns: set[socket.socket] = set()
+        self._conns_lock = threading.Lock()
+        super().__init__(("127.0.0.1", port), handler)
+
+    def server_bind(self):
+        # HTTPServer.server_bind does a reverse DNS lookup (getfqdn); skip it.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
+    def get_request(self):
+        sock, addr = super().get_request()
+        # Without this, small writes hit Nagle + delayed ACK (~40 ms stalls).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self._conns_lock:
+            self._conns.add(sock)
+        return sock, addr
+
+    def shutdown_request(self, request):
+        with self._conns_lock:
+            self._conns.discard(request)
+        super().shutdown_request(request)
+
+    def handle_error(self, request, client_address):
+        if self.owner.verbose:
+            super().handle_error(request, client_address)
+
+    def abort_connections(self):
+        # Unblocks handler threads parked on keep-alive reads (Envoy pools connections).
+        with self._conns_lock:
+            conns = list(self._conns)
+        for s in conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = 120  # Go outpost IdleTimeout (§6)
+    raw_target = ""
+
+    def log_message(self, format, *args):
+        if self.server.owner.verbose:
+            super().log_message(format, *args)
+
+    def handle(self):
+        try:
+            super().handle()
+        except (ConnectionError, TimeoutError, OSError, ValueError):
+            self.close_connection = True
+
+    def handle_one_request(self):
+        self.raw_requestline = self.rfile.readline(65537)
+        if len(self.raw_requestline) > 65536:
+            self.requestline = self.request_version = self.command = ""
+            self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
+            return
+        if not self.raw_requestline:
+            self.close_connection = True
+            return
+        if not self.parse_request():
+            return
+        # parse_request collapses a leading "//"; routing needs what was sent.
+        words = self.requestline.split()
+        self.raw_target = words[1] if len(words) >= 2 else self.path
+        self.dispatch()
+        self.wfile.flush()
+
+    def respond(self, status: int, headers=(), body: bytes = b"", *, go_order: bool = True) -> None:
+        """Write the response in one send. Go writes header keys sorted; so do we."""
+        try:
+            reason = HTTPStatus(status).phrase
+        except ValueError:
+            reason = "Unknown"
+        hdrs = list(headers)
+        names = {n.lower() for n, _ in hdrs}
+        if "date" not in names:
+            hdrs.append(("Date", formatdate(usegmt=True)))
+        if status >= 200 and status not in (204, 304) and "content-length" not in names:
+            hdrs.append(("Content-Length", "0" if self.command == "HEAD" else str(len(body))))
+        if go_order:
+            hdrs.sort(key=lambda h: h[0])  # stable: Set-Cookie lines keep their order
+        if self.close_connection:
+            hdrs.append(("Connection", "close"))
+        head = f"HTTP/1.1 {status} {reason}\r\n" + "".join(f"{n}: {v}\r\n" for n, v in hdrs) + "\r\n"
+        if self.command == "HEAD" or status in (204, 304):
+            body = b""
+        self.wfile.write(head.encode("utf-8") + body)
+        self.log_request(status, len(body))
+
+    def respond_raw(self, headers: dict) -> None:
+        """200 with exactly the given headers (plus framing), for "headers:" mode."""
+        lines = ["HTTP/1.1 200 OK"]
+        for n, v in headers.items():
+            for one in (v if isinstance(v, list) else [v]):
+                lines.append(f"{n}: {one}")
+        lines.append("Content-Length: 0")
+        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("utf-8"))
+        self.log_request(200, 0)
+
+
+# --------------------------------------------------------------------------
+# The request handler: routing as the Go outpost does it.
+
+class _OutpostHandler(_Handler):
+    def dispatch(self):
+        fake: FakeOutpost = self.server.owner
+        target = self.raw_target
+        if target.startswith(("http://", "https://")):  # absolute-form request target
+            target = "/" + target.split("://", 1)[1].partition("/")[2]
+        raw_path, _, raw_query = target.partition("?")
+        try:
+            body = read_body(self.rfile, self.headers)
+        except BodyTooLarge:
+            self.close_connection = True
+            self.respond(413, [("Content-Type", "text/plain; charset=utf-8")], b"request body too large\n")
+            return
+        except ValueError:
+            self.close_connection = True
+            self.respond(400, [("Content-Type", "text/plain; charset=utf-8")], b"400 Bad Request")
+            return
+
+        is_check = raw_path.startswith(CHECK_PREFIX)
+        if is_check:
+            fake._record(self.command, self.raw_target, self.headers.items(), body)
+            if self._failure_mode(fake):
+                return
+
+        # Go rejects malformed escapes before any handler runs.
+        if _BAD_ESCAPE.search(raw_path):
+            self.close_connection = True
+            self.respond(400, [("Content-Type", "text/plain; charset=utf-8")], b"400 Bad Request")
+            return
+        path = urllib.parse.unquote(raw_path, errors="surrogateescape")
+
+        # gorilla/mux redirects unclean paths before routing (§1, row 10).
+        clean = mux_clean_path(path)
+        if clean != path:
+            loc = go_escape_path(clean) + (f"?{raw_query}" if raw_query else "")
+            self.respond(301, [("Location", loc)])
+            return
+
+        if path.startswith(OUTPOST_PREFIX + "/ping"):
+            if self.command in ("GET", "HEAD"):
+                self.respond(204)
+            else:
+                self.respond(405)
+            return
+
+        if path.startswith("/application/o/"):
+            self._authentik_server(fake, path, raw_query, body)
+            return
+
+        lookup = self.headers.get("X-Forwarded-Host") or self.headers.get("Host") or ""
+        if not fake._knows_host(lookup):
+            detail = f"Check the outpost settings and make sure '{lookup}' is included."
+            self.respond(400, [("Content-Type", "application/json")],
+                         go_json({"Message": "no app for hostname", "Host": lookup, "Detail": detail}))
+            return
+
+        # Application routes. The query-signature middleware only runs for a matched route.
+        if path.startswith(CHECK_PREFIX):
+            route = "envoy"
+        elif path in (OUTPOST_PREFIX + "/start", OUTPOST_PREFIX + "/callback", OUTPOST_PREFIX + "/sign_out"):
+            route = path.rsplit("/", 1)[1]
+        else:
+            self.respond(404, [("Content-Type", "text/plain; charset=utf-8"),
+                               ("X-Content-Type-Options", "nosniff")], b"404 page not found\n")
+            return
+
+        with fake._lock:
+            if go_query_get(raw_query, CALLBACK_SIGNATURE).lower() == "true" or route == "callback":
+                status, headers, body_out = fake._callback(self, raw_query)
+            elif go_query_get(raw_query, LOGOUT_SIGNATURE).lower() == "true" or route == "sign_out":
+                status, headers, body_out = fake._sign_out(self, path)
+            elif route == "start":
+                status, headers, body_out = fake._start(self, raw_query)
+            else:
+                status, headers, body_out = fake._envoy_check(self, path, raw_query)
+        self.respond(status, headers, body_out)
+
+    def _failure_mode(self, fake) -> bool:
+        mode = fake.mode or "normal"
+        if mode == "normal":
+            return False
+        kind, _, arg = mode.partition(":")
+        if kind == "slow":
+            fake._stopping.wait(float(arg or 0))
+            return fake._stopping.is_set()  # shutting down: just drop it
+        if kind == "status":
+            code = int(arg)
+            hdrs = [("Content-Type", "text/plain; charset=utf-8")]
+            if code == 301:
+                hdrs.append(("Location", CHECK_PREFIX + "/cleaned"))
+            self.respond(code, hdrs, f"fake outpost: status {code}\n".encode())
+            return True
+        if kind == "garbage":
+            self.close_connection = True
+            self.wfile.write(b"\x00\xffNOT HTTP\r\n\r\n")
+            return True
+        if kind == "close":
+            self.close_connection = True
+            return True
+        if kind == "headers":
+            self.respond_raw(json.loads(arg))
+            return True
+        return False
+
+    def _authentik_server(self, fake, path, raw_query, body):
+        html_type = [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store")]
+        if path == "/application/o/authorize/":
+            status, headers, out = fake._authorize(self.command, raw_query, body)
+            self.respond(status, headers, out, go_order=False)
+            return
+        if path == f"/application/o/{fake.app_slug}/end-session/":
+            page = _page("Signed out", f'<p>You have been signed out.</p>'
+                                       f'<p><a id="again" href="{html.escape(fake.external_host)}/">Sign in again</a></p>')
+            self.respond(200, html_type, page, go_order=False)
+            return
+        if path == f"/application/o/{fake.app_slug}/jwks/":
+            self.respond(200, [("Content-Type", "application/json")], b'{"keys":[]}', go_order=False)
+            return
+        self.respond(404, [("Content-Type", "text/plain; charset=utf-8")], b"404 page not found\n")
+
+
+_STYLE = """
+ body { font-family: system-ui, sans-serif; background: #f3f4f6; color: #1f2937; margin: 0; }
+ main { max-width: 22rem; margin: 6rem auto; background: #fff; padding: 2rem;
+        border-radius: .5rem; box-shadow: 0 1px 4px rgba(0,0,0,.15); }
+ h1 { margin-top: 0; font-size: 1.5rem; }
+ label { display: block; margin-top: 1rem; font-size: .9rem; }
+ input { width: 100%; box-sizing: border-box; padding: .5rem; margin-top: .25rem; }
+ button { margin-top: 1.5rem; width: 100%; padding: .6rem; background: #fd4b2d; color: #fff;
+          border: 0; border-radius: .25rem; font-size: 1rem; cursor: pointer; }
+ #error { color: #b91c1c; }
+"""
+
+
+def _page(title: str, inner: str) -> bytes:
+    return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<title>{html.escape(title)}</title><style>{_STYLE}</style></head>'
+            f'<body><main><h1>{html.escape(title)}</h1>{inner}</main></body></html>\n').encode("utf-8")
+
+
+def _go_redirect(method: str, location: str, extra=()) -> tuple[int, list, bytes]:
+    """http.Redirect(…, 302): HTML link body for GET, content type for GET/HEAD."""
+    headers = [("Location", location), *extra]
+    body = b""
+    if method in ("GET", "HEAD"):
+        headers.append(("Content-Type", "text/html; charset=utf-8"))
+    if method == "GET":
+        body = f'<a href="{html.escape(location)}">Found</a>.\n\n'.encode("utf-8")
+    return 302, headers, body
+
+
+class FakeOutpost:
+    """authentik outpost in forward_single mode, behind Envoy's ext_authz.
+
+    Sessions live in memory; the cookie value is the plain session id, as
+    with the embedded outpost.
+    """
+
+    def __init__(self, *, external_host: str = "http://app.example",
+                 client_id: str = "devcontainer-gateway", users: dict | None = None,
+                 skip_path_regex: "str | list[str] | None" = None, port: int = 0,
+                 authorize_base: str | None = None, single_provider_fallback: bool = True,
+                 extra_cookie_on_login: bool = False, auth_cache_ttl: float = 60.0,
+                 app_slug: str = "devcontainer-gateway",
+                 provider_name: str = "devcontainer-gateway", verbose: bool = False):
+        self.external_host = external_host.rstrip("/")
+        self.client_id = client_id
+        if users is None:
+            users = json.loads(DEFAULT_USERS.read_text())
+        self.users = users
+        if isinstance(skip_path_regex, str):
+            skip_path_regex = skip_path_regex.split("\n")  # newline-separated, like the provider field
+        self.skip_path_regex = [re.compile(r) for r in (skip_path_regex or []) if r]
+        self.single_provider_fallback = single_provider_fallback
+        # Test knob, not outpost behaviour: one more cookie on each login 302.
+        self.extra_cookie_on_login = extra_cookie_on_login
+        self.auth_cache_ttl = auth_cache_ttl
+        self.app_slug = app_slug
+        self.provider_name = provider_name
+        self.verbose = verbose
+        self._mode = "normal"
+
+        self.cookie_name = "authentik_proxy_" + hashlib.sha256(client_id.encode()).hexdigest()[:8]
+        self.cookie_secret = secrets.token_urlsafe(32)
+        self.client_secret = secrets.token_urlsafe(48)
+        ext = urllib.parse.urlsplit(self.external_host)
+        self._ext = ext
+        self.secure = ext.scheme == "https"
+        cb_path = go_path_clean((ext.path or "/") + "/outpost.goauthentik.io/callback")
+        self.redirect_uri = urllib.parse.urlunsplit(
+            (ext.scheme, ext.netloc, cb_path, f"{CALLBACK_SIGNATURE}=true", ""))
+
+        self.checks: list[dict] = []
+        self._checks_lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._sessions: dict[str, dict] = {}  # sid -> {"claims", "expires", "redirect"}
+        self._codes: dict[str, tuple[str, float]] = {}  # code -> (username, expires)
+        self._tokens: dict[str, dict] = {}  # access token -> claims
+        self._auth_cache: dict[str, tuple[dict, float]] = {}  # Authorization value -> (claims, expires)
+
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+        self._server = _Server(port, _OutpostHandler, self)
+        self.port = self._server.server_address[1]
+        self.authorize_base = (authorize_base or f"http://127.0.0.1:{self.port}").rstrip("/")
+
+    # ---- failure modes ----------------------------------------------------
+
+    @property
+    def mode(self) -> str:
+        return self._mode
+
+    @mode.setter
+    def mode(self, value: str) -> None:
+        # Validate here so a typo fails in the test, not as a silent dropped connection.
+        kind, _, arg = (value or "normal").partition(":")
+        if kind == "status":
+            int(arg)
+        elif kind == "slow":
+            float(arg)
+        elif kind == "headers":
+            if not isinstance(json.loads(arg), dict):
+                raise ValueError("headers: mode needs a JSON object")
+        elif kind not in ("normal", "garbage", "close") or arg:
+            raise ValueError(f"unknown outpost mode {value!r}")
+        self._mode = value or "normal"  # one attribute store: atomic for handler threads
+
+    # ---- lifecycle --------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def authorize_url(self) -> str:
+        return f"{self.authorize_base}/application/o/authorize/"
+
+    @property
+    def end_session_url(self) -> str:
+        return f"{self.authorize_base}/application/o/{self.app_slug}/end-session/"
+
+    @property
+    def jwks_url(self) -> str:
+        return f"{self.authorize_base}/application/o/{self.app_slug}/jwks/"
+
+    def start(self) -> "FakeOutpost":
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._server.serve_forever,
+                                            kwargs={"poll_interval": 0.05},
+                                            name=f"fake-outpost-{self.port}", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        self._stopping.set()  # ends "slow:" sleeps early
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(timeout=5)
+        self._server.abort_connections()
+        self._server.server_close()
+
+    def __enter__(self) -> "FakeOutpost":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # ---- recording and test helpers --------------------------------------
+
+    def _record(self, method, path, headers, body) -> None:
+        with self._checks_lock:
+            self.checks.append({"method": method, "path": path,
+                                "headers": list(headers), "body": body})
+
+    def clear(self) -> None:
+        with self._checks_lock:
+            del self.checks[:]
+
+    def wait_for_checks(self, n: int, timeout: float = 5.0) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._checks_lock:
+                if len(self.checks) >= n:
+                    return list(self.checks)
+            time.sleep(0.01)
+        with self._checks_lock:
+            return list(self.checks)
+
+    def login(self, username: str) -> str:
+        """A logged-in session for `username`; returns the cookie value."""
+        with self._lock:
+            claims = self._issue_token(username)
+            sid = self._new_session(claims)
+            return sid
+
+    def session_cookie_header(self, username: str) -> str:
+        return f"{self.cookie_name}={self.login(username)}"
+
+    def issue_token(self, username: str) -> str:
+        """An access token valid for `Authorization: Bearer`."""
+        with self._lock:
+            return self._issue_token(username)["raw_token"]
+
+    def session_claims(self, cookie_value: str) -> dict | None:
+        with self._lock:
+            s = self._load(cookie_value)
+            return None if s is None else s["claims"]
+
+    def verify_state(self, state: str) -> dict | None:
+        return jwt_decode(state, self.cookie_secret)
+
+    def verify_token(self, token: str) -> dict | None:
+        return jwt_decode(token, self.client_secret)
+
+    # ---- sessions, tokens, users ----------------------------------------
+
+    def _knows_host(self, host: str) -> bool:
+        # Exact match on external_host's host[:port]; else the one-provider fallback (§1).
+        return host == self._ext.netloc or self.single_provider_fallback
+
+    def _load(self, sid: str | None) -> dict | None:
+        if not sid:
+            return None
+        s = self._sessions.get(sid)
+        if s is None:
+            return None
+        if s["expires"] <= time.time():
+            del self._sessions[sid]
+            return None
+        return s
+
+    def _new_session(self, claims: dict | None = None) -> str:
+        sid = secrets.token_urlsafe(32)
+        expires = claims["exp"] if claims else time.time() + TOKEN_VALIDITY + 1
+        self._sessions[sid] = {"claims": claims, "expires": expires, "redirect": None}
+        return sid
+
+    def _cookie(self, sid: str, max_age: int) -> tuple[str, str]:
+        parts = [f"{self.cookie_name}={sid}", "Path=/",
+                 f"Expires={formatdate(time.time() + max_age, usegmt=True)}",
+                 f"Max-Age={max_age}", "HttpOnly"]
+        if self.secure:
+            parts.append("Secure")
+        parts.append("SameSite=Lax")
+        return ("Set-Cookie", "; ".join(parts))
+
+    def _expire_cookie(self) -> tuple[str, str]:
+        parts = [f"{self.cookie_name}=", "Path=/", f"Expires={EXPIRED}", "Max-Age=0", "HttpOnly"]
+        if self.secure:
+            parts.append("Secure")
+        parts.append("SameSite=Lax")
+        return ("Set-Cookie", "; ".join(parts))
+
+    def _request_cookie(self, handler) -> str | None:
+        """First cookie with our name, like Go's r.Cookie."""
+        for line in handler.headers.get_all("Cookie") or []:
+            for item in line.split(";"):
+                name, eq, value = item.strip().partition("=")
+                if eq and name == self.cookie_name:
+                    value = value.strip()
+                    if len(value) > 1 and value[0] == value[-1] == '"':
+                        value = value[1:-1]
+                    return value
+        return None
+
+    def _session_from_request(self, handler) -> tuple[str | None, dict | None, bool]:
+        """(sid, session, stale): stale = our cookie was sent but does not load."""
+        value = self._request_cookie(handler)
+        s = self._load(value)
+        if s is None:
+            return None, None, value is not None
+        return value, s, False
+
+    def _user_claims(self, username: str) -> dict:
+        u = self.users[username]
+        now = int(time.time())
+        attrs = {}
+        if u.get("additional_headers"):
+            attrs["additionalHeaders"] = u["additional_headers"]
+        return {
+            "iss": f"{self.authorize_base}/application/o/{self.app_slug}/",
+            "sub": hashlib.sha256(username.encode()).hexdigest(),
+            "aud": self.client_id,
+            "exp": now + TOKEN_VALIDITY,
+            "iat": now,
+            "auth_time": now,
+            "jti": secrets.token_hex(16),
+            "email": u.get("email", ""),
+            "email_verified": True,
+            "name": u.get("name", ""),
+            "given_name": u.get("name", ""),
+            "preferred_username": username,
+            "nickname": username,
+            "groups": list(u.get("groups", [])),
+            "entitlements": list(u.get("entitlements", [])),
+            "ak_proxy": {"user_attributes": attrs, "is_superuser": False},
+        }
+
+    def _issue_token(self, username: str) -> dict:
+        claims = self._user_claims(username)
+        token = jwt_encode(claims, self.client_secret)
+        self._tokens[token] = claims
+        return {**claims, "raw_token": token}
+
+    def _bearer_claims(self, token: str) -> dict | None:
+        # Stands in for RFC 7662 introspection: known and not expired = active.
+        claims = self._tokens.get(token)
+        if claims is None or claims["exp"] <= time.time():
+            return None
+        return {**claims, "raw_token": token}
+
+    def _basic_claims(self, username: str, password: str) -> dict | None:
+        if username == "goauthentik.io/token":
+            return self._bearer_claims(password)
+        u = self.users.get(username)
+        if u is None or not hmac.compare_digest(str(u.get("password", "")), password):
+            return None
+        claims = self._user_claims(username)
+        # Basic auth yields an id_token, which is what X-authentik-jwt carries then.
+        return {**claims, "raw_token": jwt_encode(claims, self.client_secret)}
+
+    def _header_auth(self, handler) -> tuple[dict | None, bool]:
+        """checkAuth steps 2-4 (§2.4): (claims, came_from_cache)."""
+        auth = handler.headers.get("Authorization") or ""
+        if not auth:
+            return None, False
+        cached = self._auth_cache.get(auth)
+        if cached is not None:
+            if cached[1] > time.monotonic():
+                return cached[0], True
+            del self._auth_cache[auth]
+        claims = None
+        if auth[:7].lower() == "bearer ":
+            claims = self._bearer_claims(auth[7:])
+        if claims is None and auth[:6].lower() == "basic ":
+            try:
+                user, sep, pw = base64.b64decode(auth[6:], validate=True).decode("utf-8").partition(":")
+            except (ValueError, UnicodeDecodeError):
+                sep = ""
+            if sep:
+                claims = self._basic_claims(user, pw)
+        if claims is not None and self.auth_cache_ttl > 0:
+            self._auth_cache[auth] = (claims, time.monotonic() + self.auth_cache_ttl)
+        return claims, False
+
+    # ---- responses -------------------------------------------------------
+
+    def _identity_headers(self, claims: dict, user_agent: str) -> list[tuple[str, str]]:
+        h: dict[str, str] = {}
+
+        def put(name, value):
+            h[go_canonical(name)] = value
+
+        put("X-authentik-username", claims.get("preferred_username", ""))
+        put("X-authentik-groups", "|".join(claims.get("groups") or []))
+        put("X-authentik-entitlements", "|".join(claims.get("entitlements") or []))
+        put("X-authentik-email", claims.get("email", ""))
+        put("X-authentik-name", claims.get("name", ""))
+        put("X-authentik-uid", claims.get("sub", ""))
+        put("X-authentik-jwt", claims.get("raw_token", ""))
+        put("X-authentik-meta-jwks", self.jwks_url)
+        put("X-authentik-meta-outpost", OUTPOST_NAME)
+        put("X-authentik-meta-provider", self.provider_name)
+        put("X-authentik-meta-app", self.app_slug)
+        put("X-authentik-meta-version", VERSION)
+        extra = ((claims.get("ak_proxy") or {}).get("user_attributes") or {}).get("additionalHeaders")
+        if isinstance(extra, dict):
+            for k, v in extra.items():
+                put(k, v if isinstance(v, str) else (str(v) if isinstance(v, int) and not isinstance(v, bool) else ""))
+        put("User-Agent", user_agent)
+        # removeDuplicateUnderscoreHeader: names with "_" never leave the outpost (§2.1).
+        return [(k, v) for k, v in h.items() if "_" not in k]
+
+    def _login_redirect(self, handler, fwd: str, cookies: list) -> tuple[int, list, bytes]:
+        """handleAuthStart: state JWT bound to a session, 302 to authorize (§2.2)."""
+        sid, session, _ = self._session_from_request(handler)
+        if session is None:
+            sid = self._new_session()
+            cookies.append(self._cookie(sid, TOKEN_VALIDITY + 1))
+        state = jwt_encode({
+            "iss": f"goauthentik.io/outpost/{self.client_id}",
+            "sid": sid,
+            "state": _b64u(secrets.token_bytes(32)),
+            "redirect": fwd,
+        }, self.cookie_secret)
+        if self.extra_cookie_on_login:
+            cookies.append(("Set-Cookie", f"authentik_proxy_csrf={secrets.token_urlsafe(16)}; Path=/; HttpOnly"))
+        location = self.authorize_url + "?" + go_values_encode({
+            "client_id": self.client_id,
+            "redirect_uri": self.redirect_uri,
+            "response_type": "code",
+            "scope": SCOPES,
+            "state": state,
+        })
+        return _go_redirect(handler.command, location, cookies)
+
+    def _envoy_check(self, handler, path: str, raw_query: str):
+        # forwardHandleEnvoy: original URL = path minus prefix + Host + query (§1).
+        sub = path[len(CHECK_PREFIX):]
+        host = handler.headers.get("Host") or ""
+        fwd_path = go_escape_path(sub)
+        if sub and not sub.startswith("/") and host:
+            fwd_path = "/" + fwd_path
+        # url.URL.String writes "//" only when there is a host.
+        fwd = (f"//{host}" if host else "") + fwd_path + (f"?{raw_query}" if raw_query else "")
+
+        sid, session, stale = self._session_from_request(handler)
+        cookies = [self._expire_cookie()] if stale else []
+        claims = session["claims"] if session else None
+        if claims is None:
+            header_claims, cached = self._header_auth(handler)
+            if header_claims is not None:
+                claims = header_claims
+                if not cached:
+                    # saveAndCacheClaims: claims go into the (new or current) session.
+                    if session is None:
+                        sid = self._new_session(claims)
+                    else:
+                        session["claims"] = claims
+                        session["expires"] = claims["exp"]
+                    cookies.append(self._cookie(sid, TOKEN_VALIDITY + 1))
+        if claims is not None:
+            headers = cookies + self._identity_headers(claims, handler.headers.get("User-Agent") or "")
+            headers.append(("X-Powered-By", "authentik_proxy2"))
+            return 200, headers, b""
+        if any(r.search(sub) for r in self.skip_path_regex):
+            return 200, cookies + [("X-Powered-By", "authentik_proxy2")], b""
+        return self._login_redirect(handler, fwd, cookies)
+
+    def _callback(self, handler, raw_query: str):
+        """handleAuthCallback (§2.3)."""
+        sid, session, stale = self._session_from_request(handler)
+        cookies = [self._expire_cookie()] if stale else []
+        st = jwt_decode(go_query_get(raw_query, "state"), self.cookie_secret)
+        if (st is None or st.get("iss") != f"goauthentik.io/outpost/{self.client_id}"
+                or session is None or st.get("sid") != sid):
+            return 400, cookies, b""
+        redirect = st.get("redirect") or self.external_host
+        code = go_query_get(raw_query, "code")
+        entry = self._codes.pop(code, None) if code else None
+        if entry is None or entry[1] <= time.time() or entry[0] not in self.users:
+            return _go_redirect(handler.command, redirect)  # exchange failed: no login
+        claims = self._issue_token(entry[0])
+        session["claims"] = claims
+        session["expires"] = claims["exp"]
+        max_age = int(claims["exp"] - time.time())
+        return _go_redirect(handler.command, redirect, [self._cookie(sid, max_age)])
+
+    def _sign_out(self, handler, path: str):
+        """handleSignOut (§2.3)."""
+        sid, session, stale = self._session_from_request(handler)
+        if session is not None and session["claims"] is not None:
+            claims = session["claims"]
+            for k in [k for k, s in self._sessions.items()
+                      if s["claims"] is not None and s["claims"].get("sub") == claims.get("sub")]:
+                del self._sessions[k]
+            location = self.end_session_url + "?" + go_values_encode({"id_token_hint": claims["raw_token"]})
+            return _go_redirect(handler.command, location)
+        # redirectToStart: rd = external_host with the request path (prefix included).
+        cookies = [self._expire_cookie()] if stale else []
+        ext = self._ext
+        rd = urllib.parse.urlunsplit((ext.scheme, ext.netloc, "", "", "")) + go_escape_path(path)
+        if session is None:
+            sid = self._new_session()
+            session = self._sessions[sid]
+        if session["redirect"] is None:
+            session["redirect"] = rd
+            cookies.append(self._cookie(sid, TOKEN_VALIDITY + 1))
+        start = urllib.parse.urlunsplit(
+            (ext.scheme, ext.netloc, go_path_clean((ext.path or "/") + "/outpost.goauthentik.io/start"), "", ""))
+        return _go_redirect(handler.command, start + "?" + go_values_encode({"rd": rd}), cookies)
+
+    def _start(self, handler, raw_query: str):
+        """/outpost.goauthentik.io/start?rd=… (checkRedirectParam, single mode)."""
+        fwd = ""
+        rd = go_query_get(raw_query, "rd")
+        if rd:
+            u = urllib.parse.urlsplit(rd)
+            if not u.netloc:
+                u = u._replace(scheme=self._ext.scheme, netloc=self._ext.netloc)
+            if u.netloc == self._ext.netloc:
+                fwd = urllib.parse.urlunsplit(u)
+        _, _, stale = self._session_from_request(handler)
+        return self._login_redirect(handler, fwd, [self._expire_cookie()] if stale else [])
+
+    # ---- the authentik server side --------------------------------------
+
+    def _authorize(self, method: str, raw_query: str, body: bytes):
+        params = dict(urllib.parse.parse_qsl(raw_query, keep_blank_values=True))
+        if method == "POST":
+            params.update(urllib.parse.parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        elif method not in ("GET", "HEAD"):
+            return 405, [("Allow", "GET, HEAD, POST")], b""
+        if (params.get("client_id") != self.client_id or params.get("redirect_uri") != self.redirect_uri
+                or params.get("response_type") != "code"):
+            return 400, [("Content-Type", "text/plain; charset=utf-8")], \
+                b"invalid authorization request: client_id, redirect_uri or response_type\n"
+        error = ""
+        if method == "POST":
+            username, password = params.get("username", ""), params.get("password", "")
+            with self._lock:
+                u = self.users.get(username)
+                if u is not None and hmac.compare_digest(str(u.get("password", "")), password):
+                    code = secrets.token_urlsafe(24)
+                    self._codes[code] = (username, time.time() + 600)
+                    sep = "&" if "?" in self.redirect_uri else "?"
+                    location = self.redirect_uri + sep + urllib.parse.urlencode(
+                        {"code": code, "state": params.get("state", "")})
+                    link = f'<a href="{html.escape(location)}">Continue</a>\n'.encode()
+                    return 302, [("Location", location), ("Content-Type", "text/html; charset=utf-8"),
+                                 ("Cache-Control", "no-store")], link
+            error = '<p id="error" role="alert">Invalid username or password.</p>'
+        hidden = "".join(
+            f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(params.get(k, ""))}">'
+            for k in ("client_id", "redirect_uri", "response_type", "scope", "state"))
+        action = "/application/o/authorize/" + (f"?{raw_query}" if raw_query else "")
+        form = (f'{error}<form method="post" action="{html.escape(action)}">{hidden}'
+                f'<label for="username">Username</label>'
+                f'<input id="username" name="username" autocomplete="username" autofocus required '
+                f'value="{html.escape(params.get("username", ""))}">'
+                f'<label for="password">Password</label>'
+                f'<input id="password" name="password" type="password" autocomplete="current-password" required>'
+                f'<button id="login" type="submit">Log in</button></form>')
+        return 200, [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store")], \
+            _page("Sign in", form)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="fake authentik outpost (forward_single, Envoy)")
+    ap.add_argument("--port", type=int, default=9000)
+    ap.add_argument("--external-host", default="http://app.example")
+    ap.add_argument("--client-id", default="devcontainer-gateway")
+    ap.add_argument("--users", help="users JSON (default: envoy/users.json)")
+    ap.add_argument("--authorize-base", help="base URL the browser uses for the login page")
+    ap.add_argument("--skip-path-regex", help="newline-separated regexes, matched against the path")
+    ap.add_argument("--verbose", action="store_true")
+    args = ap.parse_args(argv)
+    users = json.loads(Path(args.users).read_text()) if args.users else None
+    outpost = FakeOutpost(port=args.port, external_host=args.external_host, client_id=args.client_id,
+                          users=users, authorize_base=args.authorize_base,
+                          skip_path_regex=args.skip_path_regex, verbose=args.verbose).start()
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    print(f"outpost listening on {outpost.url}", flush=True)
+    while not done.wait(0.5):
+        pass
+    outpost.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,507 @@
+"""Quick self-check of the fakes (not a pytest module; run it directly):
+
+    python3 tests/fakes/selftest_fakes.py
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.client
+import json
+import socket
+import sys
+import threading
+import time
+import traceback
+import urllib.parse
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fakes.outpost import CHECK_PREFIX, FakeOutpost, jwt_decode  # noqa: E402
+from fakes.upstream import FakeUpstream  # noqa: E402
+from fakes.wsclient import OP_BINARY, OP_CLOSE, OP_CONT, OP_PONG, OP_TEXT, WsHandshakeError, ws_connect  # noqa: E402
+
+HOST = "app.example"
+IDENTITY = [
+    "X-Authentik-Username", "X-Authentik-Groups", "X-Authentik-Entitlements", "X-Authentik-Email",
+    "X-Authentik-Name", "X-Authentik-Uid", "X-Authentik-Jwt", "X-Authentik-Meta-Jwks",
+    "X-Authentik-Meta-Outpost", "X-Authentik-Meta-Provider", "X-Authentik-Meta-App",
+    "X-Authentik-Meta-Version",
+]
+
+
+class Resp:
+    def __init__(self, r: http.client.HTTPResponse, body: bytes):
+        self.status = r.status
+        self.headers = r.getheaders()
+        self.body = body
+
+    def get(self, name, default=None):
+        for n, v in self.headers:
+            if n.lower() == name.lower():
+                return v
+        return default
+
+    def all(self, name):
+        return [v for n, v in self.headers if n.lower() == name.lower()]
+
+
+def request(port, method, path, headers=None, body=None, conn=None, timeout=5.0) -> Resp:
+    c = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.request(method, path, body=body, headers=headers or {})
+        r = c.getresponse()
+        return Resp(r, r.read())
+    finally:
+        if conn is None:
+            c.close()
+
+
+def check(op: FakeOutpost, path, headers=None, method="GET", **kw) -> Resp:
+    h = {"Host": HOST, "Content-Length": "0"}
+    h.update(headers or {})
+    return request(op.port, method, CHECK_PREFIX + path, h, **kw)
+
+
+def cookie_value(set_cookie: str) -> str:
+    return set_cookie.split(";", 1)[0].split("=", 1)[1]
+
+
+def attrs(set_cookie: str) -> dict:
+    out = {}
+    for part in set_cookie.split(";")[1:]:
+        k, _, v = part.strip().partition("=")
+        out[k] = v
+    return out
+
+
+# ---------------------------------------------------------------------------
+
+def t_ping(op, up):
+    r = request(op.port, "GET", "/outpost.goauthentik.io/ping", {"Host": "whatever.example"})
+    assert r.status == 204 and r.body == b"", r.status
+    r = request(op.port, "HEAD", "/outpost.goauthentik.io/ping")
+    assert r.status == 204
+
+
+def t_anonymous_302(op, up):
+    r = check(op, "/github/o/r/?x=1", {"User-Agent": "ua"})
+    assert r.status == 302, r.status
+    loc = urllib.parse.urlsplit(r.get("Location"))
+    assert f"{loc.scheme}://{loc.netloc}{loc.path}" == op.authorize_url, loc
+    keys = [k for k, _ in urllib.parse.parse_qsl(loc.query)]
+    assert keys == sorted(keys) == ["client_id", "redirect_uri", "response_type", "scope", "state"], keys
+    q = dict(urllib.parse.parse_qsl(loc.query))
+    assert q["client_id"] == "devcontainer-gateway"
+    assert q["redirect_uri"] == "http://app.example/outpost.goauthentik.io/callback?X-authentik-auth-callback=true"
+    assert "redirect_uri=http%3A%2F%2Fapp.example%2Foutpost.goauthentik.io%2Fcallback%3FX-authentik-auth-callback%3Dtrue" in loc.query
+    assert q["response_type"] == "code"
+    assert set(q["scope"].split()) == {"openid", "profile", "email", "entitlements", "ak_proxy"}
+    st = op.verify_state(q["state"])
+    assert st and list(st) == ["iss", "sid", "state", "redirect"], st
+    assert st["iss"] == "goauthentik.io/outpost/devcontainer-gateway"
+    assert st["redirect"] == "//app.example/github/o/r/?x=1", st
+    cookies = r.all("Set-Cookie")
+    assert len(cookies) == 1, cookies
+    name = "authentik_proxy_" + hashlib.sha256(b"devcontainer-gateway").hexdigest()[:8]
+    assert op.cookie_name == name and cookies[0].startswith(name + "=")
+    assert cookie_value(cookies[0]) == st["sid"]
+    a = attrs(cookies[0])
+    assert list(a) == ["Path", "Expires", "Max-Age", "HttpOnly", "SameSite"], a
+    assert a["Path"] == "/" and a["Max-Age"] == "3601" and a["SameSite"] == "Lax" and a["Expires"].endswith("GMT")
+    assert r.get("Content-Type") == "text/html; charset=utf-8"
+    assert r.body.startswith(b'<a href="http://127.0.0.1:') and b"&amp;redirect_uri=" in r.body
+    assert r.body.endswith(b'">Found</a>.\n\n'), r.body[-30:]
+    # The same (claimless) session again: reused, no new cookie.
+    r2 = check(op, "/other", {"Cookie": f"{name}={st['sid']}"})
+    assert r2.status == 302 and r2.all("Set-Cookie") == []
+    # Neither Accept nor XHR nor WebSocket changes the answer (§2.2).
+    r3 = check(op, "/x", {"Accept": "application/json", "X-Requested-With": "XMLHttpRequest",
+                          "Upgrade": "websocket", "Connection": "Upgrade"})
+    assert r3.status == 302
+    # HEAD gets the content type and no body; POST neither.
+    assert check(op, "/x", method="HEAD").get("Content-Type") == "text/html; charset=utf-8"
+    r5 = check(op, "/x", method="POST")
+    assert r5.status == 302 and r5.get("Content-Type") is None and r5.body == b""
+
+
+def t_stale_cookie(op, up):
+    r = check(op, "/app", {"Cookie": f"other=1; {op.cookie_name}=nonsense"})
+    assert r.status == 302
+    cookies = r.all("Set-Cookie")
+    assert len(cookies) == 2, cookies
+    assert cookies[0].startswith(op.cookie_name + "=;") and "Max-Age=0" in cookies[0], cookies[0]
+    assert cookie_value(cookies[1]) != "" and "Max-Age=3601" in cookies[1]
+
+
+def t_extra_cookie_knob(op, up):
+    with FakeOutpost(extra_cookie_on_login=True) as op2:
+        r = check(op2, "/app")
+        assert r.status == 302 and len(r.all("Set-Cookie")) == 2
+
+
+def login_flow(op, path="/github/o/r/?x=1"):
+    r = check(op, path)
+    assert r.status == 302
+    sid = cookie_value(r.all("Set-Cookie")[0])
+    auth = urllib.parse.urlsplit(r.get("Location"))
+    page_path = f"{auth.path}?{auth.query}"
+    page = request(op.port, "GET", page_path)
+    assert page.status == 200 and b"<h1>Sign in</h1>" in page.body and b'id="username"' in page.body
+    assert b'id="password"' in page.body and b'id="login"' in page.body
+    form = {"username": "alice", "password": "wrong"}
+    ctype = {"Content-Type": "application/x-www-form-urlencoded"}
+    bad = request(op.port, "POST", page_path, ctype, urllib.parse.urlencode(form))
+    assert bad.status == 200 and b'id="error"' in bad.body
+    form["password"] = "alice"
+    ok = request(op.port, "POST", page_path, ctype, urllib.parse.urlencode(form))
+    assert ok.status == 302, ok.status
+    cb = urllib.parse.urlsplit(ok.get("Location"))
+    assert f"{cb.scheme}://{cb.netloc}{cb.path}" == "http://app.example/outpost.goauthentik.io/callback"
+    q = urllib.parse.parse_qs(cb.query)
+    assert q["X-authentik-auth-callback"] == ["true"] and q["code"] and q["state"]
+    cookie = {"Cookie": f"{op.cookie_name}={sid}"}
+    done = check(op, f"{cb.path}?{cb.query}", cookie)
+    return sid, done, cb
+
+
+def t_full_login(op, up):
+    sid, done, cb = login_flow(op)
+    assert done.status == 302, done.status
+    assert done.get("Location") == "//app.example/github/o/r/?x=1", done.get("Location")
+    sc = done.all("Set-Cookie")
+    assert len(sc) == 1 and cookie_value(sc[0]) == sid
+    assert 3590 <= int(attrs(sc[0])["Max-Age"]) <= 3600, sc
+    # The code is single use: replaying it does not log in again (302, no cookie).
+    again = check(op, f"{cb.path}?{cb.query}", {"Cookie": f"{op.cookie_name}={sid}"})
+    assert again.status == 302 and again.all("Set-Cookie") == []
+    ok = check(op, "/github/o/r/", {"Cookie": f"{op.cookie_name}={sid}", "User-Agent": "probe/1"})
+    assert ok.status == 200 and ok.body == b"" and ok.get("Content-Length") == "0"
+    names = [n for n, _ in ok.headers]
+    for h in IDENTITY:
+        assert h in names, (h, names)
+    assert ok.get("X-Authentik-Username") == "alice"
+    assert ok.get("X-Authentik-Groups") == "developers"
+    assert ok.get("X-Authentik-Entitlements") == ""
+    assert ok.get("X-Authentik-Email") == "alice@example.com"
+    assert ok.get("X-Authentik-Name") == "Alice Developer"
+    assert ok.get("X-Authentik-Uid") == hashlib.sha256(b"alice").hexdigest()
+    tok = op.verify_token(ok.get("X-Authentik-Jwt"))
+    assert tok and tok["preferred_username"] == "alice" and "ak_proxy" in tok and tok["groups"] == ["developers"]
+    assert ok.get("X-Authentik-Meta-Jwks") == op.jwks_url
+    assert ok.get("X-Authentik-Meta-Outpost") == "authentik Embedded Outpost"
+    assert ok.get("X-Authentik-Meta-App") == "devcontainer-gateway"
+    assert ok.get("X-Authentik-Meta-Version") == "goauthentik.io/outpost/2026.5.0"
+    assert ok.get("User-Agent") == "probe/1" and ok.get("X-Powered-By") == "authentik_proxy2"
+    assert ok.all("Set-Cookie") == []
+    # login() helper and Bearer auth.
+    assert check(op, "/", {"Cookie": op.session_cookie_header("admin")}).get("X-Authentik-Groups") == "admins"
+    b = check(op, "/", {"Authorization": "Bearer " + op.issue_token("admin")})
+    assert b.status == 200 and b.get("X-Authentik-Username") == "admin" and len(b.all("Set-Cookie")) == 1
+    assert check(op, "/", {"Authorization": "Bearer nope"}).status == 302
+
+
+def t_basic_auth(op, up):
+    basic = "Basic " + base64.b64encode(b"alice:alice").decode()
+    r = check(op, "/x", {"Authorization": basic})
+    assert r.status == 200 and r.get("X-Authentik-Username") == "alice"
+    sc = r.all("Set-Cookie")
+    assert len(sc) == 1 and "Max-Age=3601" in sc[0]
+    assert op.session_claims(cookie_value(sc[0]))["preferred_username"] == "alice"
+    r2 = check(op, "/x", {"Authorization": basic})  # served from the 60 s header cache: no new session
+    assert r2.status == 200 and r2.all("Set-Cookie") == []
+    bad = check(op, "/x", {"Authorization": "Basic " + base64.b64encode(b"alice:nope").decode()})
+    assert bad.status == 302
+
+
+def t_user_extras(op, up):
+    users = {"carol": {"password": "c", "groups": ["a", "b"], "email": "", "name": "",
+                       "additional_headers": {"X-Team": "blue", "x_under": "dropped", "X-Num": 7}}}
+    with FakeOutpost(users=users, skip_path_regex="^/public\n^/health$") as op2:
+        r = check(op2, "/", {"Cookie": op2.session_cookie_header("carol")})
+        assert r.get("X-Authentik-Groups") == "a|b" and r.get("X-Authentik-Email") == ""
+        assert r.get("X-Team") == "blue" and r.get("X-Num") == "7"
+        assert not any("_" in n for n, _ in r.headers), r.headers
+        assert r.get("User-Agent") == ""  # echoed even when the check had none
+        pub = check(op2, "/public/x")
+        assert pub.status == 200 and not any(n.lower().startswith("x-authentik") for n, _ in pub.headers)
+        assert check(op2, "/health").status == 200 and check(op2, "/healthz").status == 302
+        # skip path with a session still gets the identity
+        assert check(op2, "/public/x", {"Cookie": op2.session_cookie_header("carol")}).get("X-Authentik-Username") == "carol"
+
+
+def t_logout(op, up):
+    value = op.login("alice")
+    other = op.login("alice")
+    r = check(op, "/anything?X-authentik-logout=TRUE", {"Cookie": f"{op.cookie_name}={value}"})
+    assert r.status == 302
+    loc = urllib.parse.urlsplit(r.get("Location"))
+    assert f"{loc.scheme}://{loc.netloc}{loc.path}" == op.end_session_url
+    hint = urllib.parse.parse_qs(loc.query)["id_token_hint"][0]
+    assert jwt_decode(hint)["preferred_username"] == "alice"
+    for v in (value, other):
+        assert check(op, "/x", {"Cookie": f"{op.cookie_name}={v}"}).status == 302
+    # Without a session: to /start with rd = external host + the request path (prefix included).
+    r = check(op, "/y?X-authentik-logout=true")
+    assert r.status == 302
+    loc = urllib.parse.urlsplit(r.get("Location"))
+    assert f"{loc.scheme}://{loc.netloc}{loc.path}" == "http://app.example/outpost.goauthentik.io/start"
+    assert urllib.parse.parse_qs(loc.query)["rd"] == ["http://app.example" + CHECK_PREFIX + "/y"]
+    # end-session and jwks pages
+    assert request(op.port, "GET", f"/application/o/{op.app_slug}/end-session/").status == 200
+    j = request(op.port, "GET", f"/application/o/{op.app_slug}/jwks/")
+    assert json.loads(j.body) == {"keys": []}
+
+
+def t_callback_errors(op, up):
+    r = check(op, "/app")
+    sid = cookie_value(r.all("Set-Cookie")[0])
+    state = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(r.get("Location")).query))["state"]
+    cb = "/outpost.goauthentik.io/callback?X-authentik-auth-callback=true&code=k&state="
+    cookie = {"Cookie": f"{op.cookie_name}={sid}"}
+    bad = check(op, cb + "garbage", cookie)
+    assert bad.status == 400 and bad.body == b"", bad.status
+    assert check(op, cb + state).status == 400  # no cookie
+    other = cookie_value(check(op, "/app").all("Set-Cookie")[0])
+    assert check(op, cb + state, {"Cookie": f"{op.cookie_name}={other}"}).status == 400
+    forged = jwt_decode(state)
+    forged["iss"] = "goauthentik.io/outpost/someone-else"
+    from fakes.outpost import jwt_encode
+    assert check(op, cb + jwt_encode(forged, op.cookie_secret), cookie).status == 400
+    # Valid state, unknown code: back to the original URL without logging in.
+    r = check(op, cb + state, cookie)
+    assert r.status == 302 and r.get("Location") == "//app.example/app" and r.all("Set-Cookie") == []
+
+
+def t_routing(op, up):
+    r = check(op, "//x?q=1")
+    assert r.status == 301 and r.get("Location") == CHECK_PREFIX + "/x?q=1", (r.status, r.get("Location"))
+    assert check(op, "/a/../b/").get("Location") == CHECK_PREFIX + "/b/"
+    assert check(op, "/a/./b").get("Location") == CHECK_PREFIX + "/a/b"
+    assert check(op, "/a/%2E%2E/b").get("Location") == CHECK_PREFIX + "/b"
+    assert request(op.port, "GET", "/elsewhere", {"Host": HOST}).body == b"404 page not found\n"
+    assert request(op.port, "GET", "/outpost.goauthentik.io/nope", {"Host": HOST}).status == 404
+    with FakeOutpost(single_provider_fallback=False) as op2:
+        r = check(op2, "/x", {"Host": "evil.example"})
+        assert r.status == 400 and r.get("Content-Type") == "application/json"
+        assert json.loads(r.body) == {"Message": "no app for hostname", "Host": "evil.example",
+                                      "Detail": "Check the outpost settings and make sure 'evil.example' is included."}
+        assert check(op2, "/x", {"Host": "evil.example", "X-Forwarded-Host": HOST}).status == 302
+        assert check(op2, "/x").status == 302
+    # /start?rd= accepts paths and our own host only.
+    def start_redirect(rd):
+        r = request(op.port, "GET", "/outpost.goauthentik.io/start?" + urllib.parse.urlencode({"rd": rd}), {"Host": HOST})
+        st = jwt_decode(dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(r.get("Location")).query))["state"])
+        return st["redirect"]
+    assert start_redirect("/p?q=1") == "http://app.example/p?q=1"
+    assert start_redirect("http://evil.example/p") == ""
+    # Recording, keep-alive, https cookie flag.
+    op.clear()
+    conn = http.client.HTTPConnection("127.0.0.1", op.port, timeout=5)
+    for _ in range(2):
+        request(op.port, "POST", CHECK_PREFIX + "/k", {"Host": HOST, "X-A": "1", "x-b": "2"}, b"abc", conn=conn)
+    conn.close()
+    assert len(op.checks) == 2 and op.checks[0]["method"] == "POST" and op.checks[0]["body"] == b"abc"
+    assert op.checks[0]["path"] == CHECK_PREFIX + "/k"
+    names = [n for n, _ in op.checks[0]["headers"]]
+    assert [n for n in names if n in ("Host", "X-A", "x-b")] == ["Host", "X-A", "x-b"], names
+    with FakeOutpost(external_host="https://gw.example") as op3:
+        sc = check(op3, "/x").all("Set-Cookie")[0]
+        assert "; HttpOnly; Secure; SameSite=Lax" in sc
+
+
+def t_failure_modes(op, up):
+    try:
+        op.mode = "status:503"
+        r = check(op, "/x")
+        assert r.status == 503 and r.body
+        op.mode = "status:301"
+        r = check(op, "/x")
+        assert r.status == 301 and r.get("Location") == CHECK_PREFIX + "/cleaned"
+        op.mode = "headers:" + json.dumps({"X-Authentik-Groups": "developers", "Set-Cookie": ["a=1", "b=2"]})
+        r = check(op, "/x")
+        assert r.status == 200 and r.get("X-Authentik-Username") is None and r.all("Set-Cookie") == ["a=1", "b=2"]
+        op.mode = "slow:0.3"
+        t0 = time.monotonic()
+        assert check(op, "/x").status == 302
+        assert time.monotonic() - t0 >= 0.3
+        for mode in ("garbage", "close"):
+            op.mode = mode
+            try:
+                check(op, "/x")
+            except (http.client.HTTPException, OSError):
+                pass
+            else:
+                raise AssertionError(f"{mode}: expected a broken response")
+        op.mode = "status:200"
+        assert request(op.port, "GET", "/outpost.goauthentik.io/ping").status == 204  # modes touch only the check
+    finally:
+        op.mode = "normal"
+    for bad in ("slow", "status:abc", "headers:[1]", "explode", "close:1"):
+        try:
+            op.mode = bad
+        except ValueError:
+            pass
+        else:
+            raise AssertionError(f"mode {bad!r} accepted")
+    assert op.mode == "normal"
+    # A slow check must not hold up stop().
+    op2 = FakeOutpost().start()
+    op2.mode = "slow:30"
+    errors = []
+    t = threading.Thread(target=lambda: errors.append(_swallow(lambda: check(op2, "/x", timeout=10))))
+    t.start()
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    op2.stop()
+    t.join(3)
+    assert time.monotonic() - t0 < 2 and not t.is_alive(), "stop() hung"
+
+
+def _swallow(fn):
+    try:
+        return fn()
+    except Exception as e:  # noqa: BLE001
+        return e
+
+
+def t_upstream_echo(op, up):
+    body = bytes(range(256)) * 4096  # 1 MiB
+    r = request(up.port, "POST", "/some/path?a=1&b=2", {"X-Thing": "1", "content-type": "application/x"}, body)
+    e = json.loads(r.body)
+    assert r.status == 200 and r.get("Content-Type") == "application/json"
+    assert e["method"] == "POST" and e["path"] == "/some/path?a=1&b=2" and e["upstream"] == "workspace"
+    assert e["body_len"] == len(body) and e["body_sha256"] == hashlib.sha256(body).hexdigest()
+    assert base64.b64decode(e["body_b64"]) == body
+    assert ["X-Thing", "1"] in e["headers"] and ["content-type", "application/x"] in e["headers"]
+
+    chunks = [body[i:i + 100_000] for i in range(0, len(body), 100_000)]
+    r = request(up.port, "PUT", "/chunked", {}, iter(chunks))
+    e = json.loads(r.body)
+    assert ["Transfer-Encoding", "chunked"] in e["headers"], e["headers"]
+    assert e["body_len"] == len(body) and e["body_sha256"] == hashlib.sha256(body).hexdigest()
+    # A raw "//" target is reported as sent.
+    assert json.loads(request(up.port, "GET", "//double").body)["path"] == "//double"
+    # Workspace page.
+    p = request(up.port, "GET", "/", {"Accept": "text/html,*/*;q=0.8", "X-GitHub-Repo": "o/<r>",
+                                      "X-Authentik-Username": "alice", "X-Authentik-Groups": "a|b"})
+    assert p.get("Content-Type").startswith("text/html")
+    assert b"<title>devcontainer workspace</title>" in p.body and b'id="repo">o/&lt;r&gt;<' in p.body
+    assert b'id="user">alice<' in p.body and b'id="groups">a|b<' in p.body
+    assert request(up.port, "GET", "/x/__page").get("Content-Type").startswith("text/html")
+    assert request(up.port, "GET", "/", {"Accept": "application/json"}).get("Content-Type") == "application/json"
+    assert request(up.port, "GET", "/sub/", {"Accept": "text/html"}).get("Content-Type") == "application/json"
+    assert len(up.requests) >= 5
+    up.clear()
+    assert up.requests == []
+
+
+def t_cold_start(op, up):
+    with FakeUpstream(cold_start=0.3, idle=0.5) as cold:
+        def timed():
+            t0 = time.monotonic()
+            assert request(cold.port, "GET", "/").status == 200
+            return time.monotonic() - t0
+        assert timed() >= 0.3
+        assert timed() < 0.15
+        time.sleep(0.55)
+        assert timed() >= 0.3
+        assert cold.cold_starts == 2
+
+
+def t_websocket(op, up):
+    with ws_connect("127.0.0.1", up.port, "/github/o/r/ws?t=1",
+                    [("X-Authentik-Username", "alice"), ("Sec-WebSocket-Protocol", "binary")]) as ws:
+        assert ("Sec-WebSocket-Protocol", "binary") in ws.headers
+        first = json.loads(ws.recv_text())
+        assert first["method"] == "GET" and first["path"] == "/github/o/r/ws?t=1" and first["upstream"] == "workspace"
+        assert ["X-Authentik-Username", "alice"] in first["headers"]
+        ws.send_text("hello")
+        assert ws.recv() == (OP_TEXT, b"hello")
+        big = bytes(range(256)) * 400  # 16-bit length
+        ws.send_binary(big)
+        assert ws.recv() == (OP_BINARY, big)
+        huge = b"z" * 70_000  # 64-bit length
+        ws.send_binary(huge)
+        assert ws.recv() == (OP_BINARY, huge)
+        ws.send_frame(OP_TEXT, b"frag", fin=False)
+        ws.send_frame(OP_CONT, b"mented", fin=True)
+        assert ws.recv() == (OP_TEXT, b"fragmented")
+        ws.ping(b"p")
+        assert ws.recv() == (OP_PONG, b"p")
+    ws = ws_connect("127.0.0.1", up.port, "/ws")
+    ws.recv()
+    ws.send_frame(OP_CLOSE, b"\x03\xe8")
+    assert ws.recv()[0] == OP_CLOSE
+    ws.close()
+    # A refused upgrade surfaces status, headers and body.
+    try:
+        ws_connect("127.0.0.1", op.port, CHECK_PREFIX + "/ws", [("Host", HOST)])
+    except WsHandshakeError as e:
+        assert e.status == 302 and e.header("Location") and e.body.endswith(b"Found</a>.\n\n")
+    else:
+        raise AssertionError("expected WsHandshakeError")
+
+
+def t_concurrency(op, up):
+    results = []
+
+    def worker():
+        for _ in range(10):
+            results.append(check(op, "/c", {"Cookie": op.session_cookie_header("alice")}).status)
+            results.append(request(up.port, "POST", "/c", {}, b"x" * 10_000).status)
+
+    threads = [threading.Thread(target=worker) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert results.count(200) == 400, results
+
+
+def t_no_host(op, up):
+    # HTTP/1.0 without Host: Go's URL has no host, so the redirect is a bare path.
+    with socket.create_connection(("127.0.0.1", op.port), timeout=5) as s:
+        s.sendall(f"GET {CHECK_PREFIX}/p?q HTTP/1.0\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head = data.split(b"\r\n\r\n")[0].decode()
+    loc = [line.split(": ", 1)[1] for line in head.split("\r\n") if line.startswith("Location: ")][0]
+    state = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(loc).query))["state"]
+    assert jwt_decode(state)["redirect"] == "/p?q"
+
+
+def t_bind_loopback(op, up):
+    for srv in (op, up):
+        assert srv._server.socket.getsockname()[0] == "127.0.0.1"
+        s = srv._server.socket
+        assert s.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR)
+
+
+TESTS = [t_ping, t_anonymous_302, t_stale_cookie, t_extra_cookie_knob, t_full_login, t_basic_auth,
+         t_user_extras, t_logout, t_callback_errors, t_routing, t_failure_modes, t_upstream_echo,
+         t_cold_start, t_websocket, t_concurrency, t_no_host, t_bind_loopback]
+
+
+def main() -> int:
+    t_start = time.monotonic()
+    failed = 0
+    with FakeOutpost() as op, FakeUpstream() as up:
+        for t in TESTS:
+            t0 = time.monotonic()
+            try:
+                t(op, up)
+                print(f"ok    {t.__name__:24s} {time.monotonic() - t0:6.2f}s")
+            except Exception:  # noqa: BLE001
+                failed += 1
+                print(f"FAIL  {t.__name__}")
+                traceback.print_exc()
+    print(f"{len(TESTS) - failed}/{len(TESTS)} passed in {time.monotonic() - t_start:.2f}s")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""Starts the real Envoy with the filter, from the configs in envoy/, on free loopback ports.
+
+Every process started here is stopped by pid; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import copy
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+WASM = ROOT / "target" / "wasm32-wasip1" / "release" / "devcontainer_gateway.wasm"
+GATEWAY_YAML = ROOT / "envoy" / "gateway.yaml"
+ARTIFACTS = ROOT / "tests" / "artifacts"
+
+
+def envoy_command() -> list[str]:
+    """ENVOY_BIN wins; then the project virtualenv; then func-e where installed."""
+    if os.environ.get("ENVOY_BIN"):
+        return [os.environ["ENVOY_BIN"]]
+    venv = ROOT / ".venv" / "bin" / "envoy"
+    if venv.exists():
+        return [str(venv)]
+    if shutil.which("envoy"):
+        return [shutil.which("envoy")]
+    if shutil.which("func-e"):
+        return [shutil.which("func-e"), "run"]
+    raise RuntimeError("no Envoy: set ENVOY_BIN or run `make venv`")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def static_cluster(name: str, port: int) -> dict:
+    return {
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}],
+        },
+    }
+
+
+def load_gateway_yaml() -> dict:
+    return yaml.safe_load(GATEWAY_YAML.read_text())
+
+
+def wasm_filter(bootstrap: dict) -> dict:
+    hcm = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    return next(f for f in hcm["http_filters"] if f["name"] == "devcontainer-gateway")
+
+
+def gateway_config(
+    outpost_port: int,
+    upstream_port: int,
+    plugin_config: dict | str | None = None,
+    clusters: dict[str, int] | None = None,
+    outpost_cluster: str = "authentik_outpost",
+) -> dict:
+    """envoy/gateway.yaml with the test's ports, plugin configuration and extra clusters."""
+    bootstrap = load_gateway_yaml()
+    resources = bootstrap["static_resources"]
+    resources["clusters"] = [static_cluster(outpost_cluster, outpost_port), static_cluster("workspaces", upstream_port)]
+    for name, port in (clusters or {}).items():
+        resources["clusters"].append(static_cluster(name, port))
+    for route in resources["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"][0]["routes"]:
+        if route.get("route", {}).get("cluster") == "authentik_outpost":
+            route["route"]["cluster"] = outpost_cluster
+    config = wasm_filter(bootstrap)["typed_config"]["config"]
+    config["vm_config"]["code"]["local"]["filename"] = str(WASM)
+    if plugin_config is not None:
+        text = plugin_config if isinstance(plugin_config, str) else json.dumps(plugin_config)
+        config["configuration"]["value"] = text
+    return bootstrap
+
+
+@dataclass
+class Response:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        return next((v for n, v in self.headers if n.lower() == name.lower()), None)
+
+    def all(self, name: str) -> list[str]:
+        return [v for n, v in self.headers if n.lower() == name.lower()]
+
+    def json(self):
+        return json.loads(self.body)
+
+
+@dataclass
+class Envoy:
+    bootstrap: dict
+    name: str = "envoy"
+    port: int = 0
+    admin_port: int = 0
+    proc: subprocess.Popen | None = None
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="dcgw-envoy-")))
+
+    def __enter__(self) -> "Envoy":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def write_config(self) -> Path:
+        self.port = self.port or free_port()
+        self.admin_port = self.admin_port or free_port()
+        bootstrap = copy.deepcopy(self.bootstrap)
+        bootstrap["admin"]["address"]["socket_address"]["port_value"] = self.admin_port
+        bootstrap["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"] = self.port
+        path = self.workdir / "envoy.yaml"
+        path.write_text(yaml.safe_dump(bootstrap, sort_keys=False))
+        return path
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "envoy.log"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def launch(self) -> subprocess.Popen:
+        path = self.write_config()
+        cmd = envoy_command() + [
+            "-c", str(path),
+            "--concurrency", "1",
+            "--use-dynamic-base-id",
+            "-l", "info",
+            "--log-path", str(self.log_path),
+            "--disable-hot-restart",
+        ]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+        return self.proc
+
+    def start(self, timeout: float = 30.0) -> "Envoy":
+        self.launch()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"envoy exited with {self.proc.returncode}:\n{self.log()[-4000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/ready", timeout=1) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"envoy not ready after {timeout}s:\n{self.log()[-4000:]}")
+
+    def wait_exit(self, timeout: float = 30.0) -> int | None:
+        """For configurations Envoy must refuse: the exit code, or None if it kept running."""
+        self.launch()
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            return None
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def stats(self, prefix: str = "") -> dict[str, int]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/stats?format=json", timeout=5) as r:
+            data = json.load(r)
+        return {s["name"]: s["value"] for s in data["stats"] if "value" in s and s["name"].startswith(prefix)}
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        headers: list[tuple[str, str]] | dict | None = None,
+        body: bytes | None = None,
+        host: str = "gw.example",
+        timeout: float = 10.0,
+    ) -> Response:
+        """One HTTP/1.1 request with the path sent byte for byte."""
+        pairs = list(headers.items()) if isinstance(headers, dict) else list(headers or [])
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+            if not any(n.lower() == "host" for n, _ in pairs):
+                conn.putheader("Host", host)
+            for name, value in pairs:
+                conn.putheader(name, value)
+            if body is not None:
+                conn.putheader("Content-Length", str(len(body)))
+            conn.endheaders(body)
+            r = conn.getresponse()
+            return Response(r.status, r.getheaders(), r.read())
+        finally:
+            conn.close()
+
+    def get(self, path: str, headers=None, **kw) -> Response:
+        return self.request("GET", path, headers, **kw)

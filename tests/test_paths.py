@@ -1,0 +1,87 @@
+"""Paths: what reaches a workspace, what is refused with a reason, what is left to the routes."""
+
+from __future__ import annotations
+
+import pytest
+
+REPO = "/github/octocat/hello-world/"
+
+
+@pytest.mark.parametrize(
+    "path, reason",
+    [
+        ("/github/octocat/hello-world/../other/", 'path contains a "." or ".." segment'),
+        ("/github/octocat/../victim/repo/", 'path contains a "." or ".." segment'),
+        ("/github/octocat/hello-world/./x", 'path contains a "." or ".." segment'),
+        ("/github/octocat/hello-world//etc/passwd", 'path contains an empty segment ("//")'),
+        ("/github//hello-world/", 'path contains an empty segment ("//")'),
+        ("/github/octocat/hello-world%2F..%2Fvictim/", 'path contains an encoded "/" (%2F)'),
+        ("/github/octocat/hello-world/%2e%2e/victim", 'path contains an encoded "." (%2E)'),
+        ("/github/octocat/hello-world/%5C..%5Cvictim", 'path contains an encoded "\\" (%5C)'),
+        ("/github/octocat/hello-world/a\\b", "path contains a backslash"),
+        ("/github/octocat/hello-world/x%00.txt", "path contains an encoded NUL (%00)"),
+        ("/github/octocat/hello-world/%zz", 'path contains a "%" that is not followed by two hex digits'),
+        ("/github/octocat", "expected /github/{owner}/{repo}/"),
+        ("/github/", "expected /github/{owner}/{repo}/"),
+        ("/github/-octocat/hello-world/", 'owner "-octocat" is not a GitHub user or organisation name'),
+        ("/github/octo_cat/hello-world/", 'owner "octo_cat" is not a GitHub user or organisation name'),
+        ("/github/octocat/hello~world/", 'repository "hello~world" is not a GitHub repository name'),
+        ("/github/octocat/.git/", 'repository ".git" is not a GitHub repository name'),
+        ("/github/" + "o" * 40 + "/r/", "is not a GitHub user or organisation name"),
+        ("/github/o/" + "r" * 101 + "/", "is not a GitHub repository name"),
+        ("/github/o/r/" + "x" * 8200, "path is 8212 bytes long; at most 8192 are accepted"),
+    ],
+)
+def test_bad_paths_are_refused_with_the_reason(gateway, outpost, upstream, alice, path, reason):
+    text = gateway.get(path, [("Cookie", alice)])
+    assert text.status == 400
+    assert text.header("content-type").startswith("text/plain")
+    assert reason in text.body.decode()
+    as_json = gateway.get(path, [("Cookie", alice), ("Accept", "application/json")])
+    assert as_json.status == 400
+    assert reason in as_json.json()["reason"]
+    assert outpost.checks == []
+    assert upstream.requests == []
+
+
+def test_missing_trailing_slash_redirects_keeping_the_query(gateway, outpost, upstream):
+    r = gateway.get("/github/octocat/hello-world?autoconnect=1&path=websockify")
+    assert r.status == 308
+    assert r.header("location") == "/github/octocat/hello-world/?autoconnect=1&path=websockify"
+    assert outpost.checks == [] and upstream.requests == []
+
+
+def test_health_answers_locally_without_auth(gateway, outpost, upstream):
+    r = gateway.get("/health", [("X-Authentik-Username", "x")])
+    assert r.status == 200
+    body = r.json()
+    assert body["status"] == "ok" and body["version"]
+    assert outpost.checks == [] and upstream.requests == []
+
+
+def test_case_and_git_suffix_reach_the_same_repository(gateway, upstream, alice):
+    hosts = set()
+    for path in ["/github/OctoCat/Hello-World/", "/github/octocat/hello-world.git/", "/github/octocat/HELLO-WORLD.GIT/"]:
+        r = gateway.get(path, [("Cookie", alice)])
+        assert r.status == 200
+        echo = r.json()
+        hosts.add(next(v for n, v in echo["headers"] if n.lower() == "host"))
+        assert ["https://github.com/octocat/hello-world"] == [v for n, v in echo["headers"] if n.lower() == "x-github-repo"]
+    assert hosts == {"octocat--hello-world.devcontainers.svc.cluster.local"}
+
+
+def test_other_paths_are_left_to_the_route_table(gateway, outpost, upstream, alice):
+    r = gateway.get("/somewhere/else", [("Cookie", alice)])
+    assert r.status == 404
+    assert b"workspaces live under /github/" in r.body
+    # Upper-case prefixes are not workspaces and never reach one.
+    assert gateway.get("/GitHub/octocat/hello-world/", [("Cookie", alice)]).status == 404
+    assert outpost.checks == [] and upstream.requests == []
+
+
+def test_outpost_paths_pass_to_the_outpost_without_spoofed_headers(gateway, outpost):
+    r = gateway.get("/outpost.goauthentik.io/ping", [("X-Authentik-Username", "root"), ("x_authentik_groups", "admins")])
+    assert r.status == 204
+    r = gateway.get("/outpost.goauthentik.io/nothing-here")
+    assert r.status == 404
+    assert r.body.startswith(b"404 page not found")
