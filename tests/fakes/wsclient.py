@@ -249,10 +249,8 @@ class WsClient:
         return payload.decode("utf-8")
 
     def close(self, code: int = 1000) -> None:
-        if self.closed:
-            return
         try:
-            if not self._close_sent:
+            if not self.closed and not self._close_sent:
                 self._close_sent = True
                 self.send_frame(OP_CLOSE, struct.pack("!H", code))
                 # Wait briefly for the peer's close so the server sees a clean end.
