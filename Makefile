@@ -6,8 +6,9 @@ CARGO     ?= cargo
 WASM      := target/wasm32-wasip1/release/devcontainer_gateway.wasm
 PY        := $(VENV)/bin/python
 PORT      ?= 10000
+VERSION   := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
-.PHONY: build test lint unit integration venv run render clean
+.PHONY: build test lint unit integration venv run image cli clean
 
 build: $(WASM)
 
@@ -34,6 +35,18 @@ integration: build venv
 	$(PY) -m pytest -q tests
 
 test: lint unit integration
+
+# The whole flow on http://127.0.0.1:$(PORT): Envoy + filter, development outpost, cold workspaces.
+run: build venv
+	$(PY) tests/devstack.py --port $(PORT)
+
+# The native CLI: `target/release/devcontainer-gateway render github/{owner}/{repo}`.
+cli:
+	$(CARGO) build --release --bin devcontainer-gateway
+
+# OCI image for Istio's WasmPlugin (`url: oci://…`): target/oci/devcontainer-gateway[-TAG.tar].
+image: build
+	$(PYTHON) tools/oci_image.py --tag $(VERSION)
 
 clean:
 	$(CARGO) clean

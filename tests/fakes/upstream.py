@@ -264,7 +264,7 @@ class _UpstreamHandler(_Handler):
                 self.close_connection = True
                 self.respond(400, [("Content-Type", "text/plain")], b"bad body framing\n")
                 return
-        owner._cold_start_wait()
+        owner._cold_start_wait(self.headers.get("Host") or "")
         echo = {
             "method": self.command,
             "path": self.raw_target,
@@ -359,7 +359,8 @@ class FakeUpstream:
 
     cold_start: seconds the first request after `idle` seconds without
     requests waits (scale from zero). Requests arriving during that wait are
-    held until the same moment, like Knative's activator does.
+    held until the same moment, like Knative's activator does. Each Host (one
+    Knative Service per repository) scales on its own.
     """
 
     def __init__(self, port: int = 0, cold_start: float = 0.0, idle: float = 60.0,
@@ -371,8 +372,8 @@ class FakeUpstream:
         self.requests: list[dict] = []
         self.cold_starts = 0
         self._lock = threading.Lock()
-        self._last_seen: float | None = None
-        self._ready_at = 0.0
+        self._last_seen: dict[str, float] = {}
+        self._ready_at: dict[str, float] = {}
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._stopped = False
@@ -416,15 +417,18 @@ class FakeUpstream:
         with self._lock:
             self.requests.append(echo)
 
-    def _cold_start_wait(self) -> None:
+    def _cold_start_wait(self, service: str) -> None:
         now = time.monotonic()
         with self._lock:
-            if self.cold_start > 0 and (self._last_seen is None or now - self._last_seen >= self.idle):
-                if now >= self._ready_at:
-                    self._ready_at = now + self.cold_start
+            last = self._last_seen.get(service)
+            ready_at = self._ready_at.get(service, 0.0)
+            if self.cold_start > 0 and (last is None or now - last >= self.idle):
+                if now >= ready_at:
+                    ready_at = now + self.cold_start
                     self.cold_starts += 1
-            wait = self._ready_at - now
-            self._last_seen = max(now, self._ready_at)
+            self._ready_at[service] = ready_at
+            wait = ready_at - now
+            self._last_seen[service] = max(now, ready_at)
         if wait > 0:
             self._stopping.wait(wait)
 

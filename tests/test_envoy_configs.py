@@ -1,0 +1,28 @@
+"""Every Envoy config in envoy/ passes `envoy --mode validate` (the filter is loaded and its
+configuration accepted as part of it)."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from harness import ROOT, envoy_command
+
+CONFIGS = sorted((ROOT / "envoy").glob("*.yaml"))
+
+
+def test_there_is_something_to_validate():
+    assert CONFIGS
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_envoy_validates(path):
+    result = subprocess.run(
+        envoy_command() + ["--mode", "validate", "-c", str(path), "--use-dynamic-base-id", "-l", "info"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert f"configuration '{path}' OK" in output
+    assert "devcontainer-gateway 0.1.0 configured" in output
