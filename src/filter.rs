@@ -122,11 +122,12 @@ struct Filter {
 }
 
 impl Filter {
-    fn answer(&mut self, reply: LocalReply) {
+    /// Sends `reply`; `checked` says whether it is the outcome of an outpost check.
+    fn answer(&mut self, reply: LocalReply, checked: bool) {
         let counter = match reply.status {
+            300..=399 if checked => Counter::Redirected,
+            400..=499 if checked => Counter::Refused,
             400 => Counter::BadRequests,
-            300..=399 if matches!(self.state, State::Checking { .. }) => Counter::Redirected,
-            401 | 403 => Counter::Refused,
             500..=599 => Counter::Failed,
             _ => Counter::Local,
         };
@@ -183,10 +184,13 @@ impl Context for Filter {
                 .unwrap_or_default(),
         });
         let Some(config) = self.config.clone() else {
-            return self.answer(reply::refuse(503, "the gateway is not configured", false));
+            return self.answer(
+                reply::refuse(503, "the gateway is not configured", false),
+                false,
+            );
         };
         match request::on_outpost_response(&config, &pending, response.as_ref()) {
-            Resume::Answer(reply) => self.answer(reply),
+            Resume::Answer(reply) => self.answer(reply, true),
             Resume::Forward { edits, set_cookies } => {
                 self.metrics.add(Counter::Allowed, 1);
                 self.apply(edits);
@@ -200,7 +204,10 @@ impl Context for Filter {
 impl HttpContext for Filter {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let Some(config) = self.config.clone() else {
-            self.answer(reply::refuse(503, "the gateway is not configured", false));
+            self.answer(
+                reply::refuse(503, "the gateway is not configured", false),
+                false,
+            );
             return Action::Pause;
         };
         let headers = self.get_http_request_headers_bytes();
@@ -217,7 +224,7 @@ impl HttpContext for Filter {
                 Action::Continue
             }
             Next::Answer(reply) => {
-                self.answer(reply);
+                self.answer(reply, false);
                 Action::Pause
             }
             Next::Check { call, pending } => {
@@ -240,11 +247,9 @@ impl HttpContext for Filter {
                             config.outpost.cluster
                         );
                         let json = pending.wants_json();
-                        self.answer(reply::refuse(
-                            503,
-                            "the authentication service is unreachable",
-                            json,
-                        ));
+                        let reply =
+                            reply::refuse(503, "the authentication service is unreachable", json);
+                        self.answer(reply, false);
                     }
                 }
                 Action::Pause
