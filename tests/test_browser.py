@@ -1,0 +1,147 @@
+"""A real browser walks the whole flow: gateway -> authentik login page -> callback -> workspace
+page -> WebSocket, through the real Envoy with the filter (tests/devstack.py).
+
+Needs the Debian packages `chromium` and `chromium-driver`; without them this test fails, it
+does not skip, so CI cannot pass while silently not running it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from devstack import DevStack
+from harness import ARTIFACTS, free_port
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+SHOTS = ARTIFACTS / "browser"
+REPO_PATH = "/github/octocat/hello-world"
+REPO_URL = "https://github.com/octocat/hello-world"
+WAIT = 20.0  # covers the 1 s cold start with a wide margin; the test fails rather than hangs
+
+# Headless as root on a closed network: without the background/update/sync flags Chromium keeps
+# dialling out and floods the log with refused connections; QUIC off keeps it on plain TCP.
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1280,900",
+]
+
+
+@pytest.fixture
+def stack():
+    with DevStack(port=free_port(), cold_start=1.0) as s:
+        yield s
+
+
+@pytest.fixture
+def browser():
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.is_file()]
+    if missing:
+        pytest.fail(
+            f"{', '.join(missing)} not found: install the Debian packages "
+            "`chromium` and `chromium-driver` (apt-get install chromium chromium-driver)"
+        )
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    profile = tempfile.mkdtemp(prefix="dcgw-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in CHROMIUM_FLAGS + [f"--user-data-dir={profile}"]:
+        options.add_argument(flag)
+    # An explicit driver path keeps Selenium Manager (which would try to download one) out of it.
+    service = Service(str(CHROMEDRIVER), log_output=str(SHOTS / "chromedriver.log"))
+    driver = None
+    try:
+        driver = webdriver.Chrome(service=service, options=options)
+        driver.set_page_load_timeout(WAIT)
+        driver.set_script_timeout(WAIT)
+        yield driver
+    finally:
+        if driver is not None:
+            driver.quit()  # also stops this chromedriver
+        else:
+            service.stop()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def wait_for(driver, condition, what: str):
+    try:
+        return WebDriverWait(driver, WAIT, poll_frequency=0.1,
+                             ignored_exceptions=(StaleElementReferenceException,)).until(condition, what)
+    except TimeoutException:
+        driver.save_screenshot(str(SHOTS / "failure.png"))
+        raise AssertionError(f"after {WAIT:g}s still waiting for {what}; browser at {driver.current_url}; "
+                             f"see {SHOTS / 'failure.png'}") from None
+
+
+def text_of(driver, element_id: str) -> str | None:
+    found = driver.find_elements(By.ID, element_id)
+    return found[0].text if found else None
+
+
+def test_login_workspace_and_websocket_in_a_browser(browser, stack):
+    workspace = f"{stack.url}{REPO_PATH}/"
+
+    # 1. Anonymous: the gateway sends the browser to authentik's login page (on the outpost's port).
+    browser.get(stack.url + REPO_PATH)
+    wait_for(browser, lambda d: d.find_elements(By.ID, "username"), "the login form")
+    login = urllib.parse.urlsplit(browser.current_url)
+    assert login.path == "/application/o/authorize/", browser.current_url
+    assert login.port == stack.outpost.port, browser.current_url
+    browser.save_screenshot(str(SHOTS / "01-login.png"))
+
+    # 2. Log in: authorize -> gateway callback -> back to the workspace root, past a cold start.
+    browser.find_element(By.ID, "username").send_keys("alice")
+    browser.find_element(By.ID, "password").send_keys("alice")
+    browser.find_element(By.ID, "login").click()
+    wait_for(browser, lambda d: text_of(d, "repo") == REPO_URL, "the workspace page showing the repository")
+    assert browser.current_url == workspace
+    assert text_of(browser, "user") == "alice"
+    assert text_of(browser, "groups") == "developers"
+    assert stack.workspaces.cold_starts == 1
+    # The session came from the callback the outpost answered through the gateway.
+    assert any("X-authentik-auth-callback=true" in c["path"] for c in stack.outpost.checks)
+    browser.save_screenshot(str(SHOTS / "02-workspace.png"))
+
+    # 3. The page's own WebSocket (relative URL, so …/hello-world/ws) echoes "hello" through Envoy.
+    wait_for(browser, lambda d: text_of(d, "ws") == "hello", "the WebSocket echo")
+    upgrade = json.loads(browser.find_element(By.ID, "ws-upgrade").get_attribute("textContent"))
+    headers = {n.lower(): v for n, v in upgrade["headers"]}
+    assert upgrade["path"] == "/ws"
+    assert headers["x-authentik-username"] == "alice"
+    assert headers["x-github-repo"] == REPO_URL
+    assert "authentik_proxy" not in headers.get("cookie", "")  # the session stays at the gateway
+    browser.save_screenshot(str(SHOTS / "03-websocket.png"))
+
+    # 4. The session cookie is in the jar and out of reach of page scripts.
+    cookies = [c for c in browser.get_cookies() if c["name"].startswith("authentik_proxy_")]
+    assert len(cookies) == 1, browser.get_cookies()
+    assert cookies[0]["httpOnly"] is True
+    assert "authentik_proxy_" not in browser.execute_script("return document.cookie")
+
+    # 5. Reload: still logged in, and the workspace is warm (no second cold start).
+    started = time.monotonic()
+    browser.refresh()
+    wait_for(browser, lambda d: text_of(d, "ws") == "hello", "the reloaded page's WebSocket echo")
+    assert browser.current_url == workspace
+    assert text_of(browser, "user") == "alice"
+    assert stack.workspaces.cold_starts == 1
+    print(f"warm reload with WebSocket: {time.monotonic() - started:.2f}s")
