@@ -6,7 +6,6 @@ pub mod auth;
 pub mod config;
 pub mod headers;
 pub mod names;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod render;
 pub mod reply;
 pub mod request;
