@@ -6,6 +6,8 @@ CARGO     ?= cargo
 WASM      := target/wasm32-wasip1/release/devcontainer_gateway.wasm
 PY        := $(VENV)/bin/python
 PORT      ?= 10000
+COLD_START ?= 3
+IDLE      ?= 60
 VERSION   := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
 .PHONY: build test lint unit integration venv run image cli clean
@@ -38,7 +40,7 @@ test: lint unit integration
 
 # The whole flow on http://127.0.0.1:$(PORT): Envoy + filter, development outpost, cold workspaces.
 run: build venv
-	$(PY) tests/devstack.py --port $(PORT)
+	$(PY) tests/devstack.py --port $(PORT) --cold-start $(COLD_START) --idle $(IDLE)
 
 # The native CLI: `target/release/devcontainer-gateway render github/{owner}/{repo}`.
 cli:

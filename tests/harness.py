@@ -41,6 +41,16 @@ def envoy_command() -> list[str]:
     raise RuntimeError("no Envoy: set ENVOY_BIN or run `make venv`")
 
 
+def _die_with_parent() -> None:
+    """Envoy gets SIGTERM if the process that started it dies, even by SIGKILL (Linux)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -150,7 +160,8 @@ class Envoy:
             "--log-path", str(self.log_path),
             "--disable-hot-restart",
         ]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                                     start_new_session=True, preexec_fn=_die_with_parent)
         return self.proc
 
     def start(self, timeout: float = 30.0) -> "Envoy":
