@@ -10,7 +10,7 @@ COLD_START ?= 3
 IDLE      ?= 60
 VERSION   := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
-.PHONY: build test lint unit integration venv run image cli clean
+.PHONY: build test lint unit integration venv run image cli bench clean
 
 build: $(WASM)
 
@@ -41,6 +41,10 @@ test: lint unit integration
 # The whole flow on http://127.0.0.1:$(PORT): Envoy + filter, development outpost, cold workspaces.
 run: build venv
 	$(PY) tests/devstack.py --port $(PORT) --cold-start $(COLD_START) --idle $(IDLE)
+
+# Throughput against a baseline of the same run; needs nginx and wrk (apt-get install nginx-light wrk).
+bench: build venv
+	$(PY) bench/run.py
 
 # The native CLI: `target/release/devcontainer-gateway render github/{owner}/{repo}`.
 cli:
