@@ -476,4 +476,106 @@ mod tests {
         assert_eq!(reply.status, 503);
         assert_eq!(reply.header("content-type"), Some("application/json"));
     }
+
+    /// Deterministic random requests: the core never panics, and whatever passes the checks
+    /// reaches exactly the repository its path names, with a clean path.
+    #[test]
+    fn random_paths_never_panic_and_never_reach_another_repository() {
+        const NAME_PIECES: [&str; 10] = ["a", "B", "-", "7", ".", "_", ".git", "%2e", "..", "%2F"];
+        const PIECES: [&str; 24] = [
+            "/",
+            "/",
+            "//",
+            ".",
+            "..",
+            "%2e",
+            "%2F",
+            "%5c",
+            "%00",
+            "%",
+            "%zz",
+            "\\",
+            "?",
+            "&",
+            "=",
+            "a",
+            "B",
+            "-",
+            "_",
+            ".git",
+            "github",
+            "/github/",
+            "x-authentik-logout=true",
+            "\u{e9}",
+        ];
+        let config = config(r#"{"mode":"per-repo"}"#);
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut routed = 0;
+        for _ in 0..50_000 {
+            let mut path = if next() % 4 == 0 {
+                String::new()
+            } else {
+                "/github/".to_string()
+            };
+            for part in 0..2 {
+                for _ in 0..(1 + next() % 3) {
+                    path.push_str(NAME_PIECES[(next() % NAME_PIECES.len() as u64) as usize]);
+                }
+                if part == 0 || next() % 2 == 0 {
+                    path.push('/');
+                }
+            }
+            for _ in 0..(next() % 6) {
+                path.push_str(PIECES[(next() % PIECES.len() as u64) as usize]);
+            }
+            let decision = on_request_headers(
+                &config,
+                &request(&path, &[("cookie", "authentik_proxy_1=s")]),
+            );
+            let Next::Check { pending, .. } = decision.next else {
+                continue;
+            };
+            let Resume::Forward { edits, .. } =
+                on_outpost_response(&config, &pending, Some(&logged_in()))
+            else {
+                panic!("{path}: allowed check not forwarded")
+            };
+            let Some(rewritten) = set(&edits, ":path") else {
+                continue;
+            };
+            let (bare, _) = route::split_query(rewritten);
+            assert!(
+                !bare.contains("//") && !bare.split('/').any(|s| s == "." || s == ".."),
+                "{path} -> {rewritten}"
+            );
+            let segments: Vec<&str> = path.trim_start_matches("/github/").splitn(3, '/').collect();
+            let owner = segments
+                .first()
+                .copied()
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            let repo = segments
+                .get(1)
+                .copied()
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            let repo = repo.strip_suffix(".git").unwrap_or(&repo);
+            assert_eq!(
+                set(&edits, "x-github-repo"),
+                Some(format!("https://github.com/{owner}/{repo}").as_str()),
+                "{path}"
+            );
+            routed += 1;
+        }
+        assert!(
+            routed > 500,
+            "only {routed} random paths were routed: the property was barely exercised"
+        );
+    }
 }
