@@ -10,7 +10,7 @@ COLD_START ?= 3
 IDLE      ?= 60
 VERSION   := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
-.PHONY: build test lint unit integration venv run image cli bench clean
+.PHONY: build test lint unit integration venv run image cli bench fuzz clean
 
 build: $(WASM)
 
@@ -45,6 +45,12 @@ run: build venv
 # Throughput against a baseline of the same run; needs nginx and wrk (apt-get install nginx-light wrk).
 bench: build venv
 	$(PY) bench/run.py
+
+# Fuzz the pure core (nightly + cargo-fuzz): FUZZ_SECONDS per target.
+FUZZ_SECONDS ?= 60
+fuzz:
+	cd fuzz && for target in config request; do \
+	  cargo +nightly fuzz run $$target -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
 
 # The native CLI: `target/release/devcontainer-gateway render github/{owner}/{repo}`.
 cli:

@@ -29,15 +29,13 @@ import json
 import re
 import secrets
 import signal
-import socket
-import socketserver
 import threading
 import time
 import urllib.parse
 from email.utils import formatdate
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from fakes.httpserver import BackgroundServer, BodyTooLarge, Handler, read_body
 
 CHECK_PREFIX = "/outpost.goauthentik.io/auth/envoy"
 OUTPOST_PREFIX = "/outpost.goauthentik.io"
@@ -48,7 +46,6 @@ OUTPOST_NAME = "authentik Embedded Outpost"
 VERSION = "goauthentik.io/outpost/2026.5.0"
 TOKEN_VALIDITY = 3600  # access_token_validity default hours=1 (§3)
 DEFAULT_USERS = Path(__file__).resolve().parents[2] / "envoy" / "users.json"
-MAX_BODY = 64 * 1024 * 1024
 EXPIRED = "Thu, 01 Jan 1970 00:00:01 GMT"  # what gorilla/sessions writes for MaxAge<0
 
 
@@ -171,140 +168,10 @@ def jwt_decode(token: str, key: str | None = None) -> dict | None:
 
 
 # --------------------------------------------------------------------------
-# HTTP plumbing shared by every response of the fake.
+# The request handler: routing as the Go outpost does it.
 
-class BodyTooLarge(Exception):
-    pass
-
-
-def read_body(rfile, headers, limit: int = MAX_BODY) -> bytes:
-    if "chunked" in ",".join(headers.get_all("Transfer-Encoding") or []).lower():
-        out = bytearray()
-        while True:
-            line = rfile.readline(65537)
-            if not line:
-                raise ConnectionError("eof inside chunked body")
-            size = int(line.split(b";", 1)[0].strip(), 16)
-            if size == 0:
-                while rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                    pass
-                return bytes(out)
-            if len(out) + size > limit:
-                raise BodyTooLarge()
-            chunk = rfile.read(size)
-            if len(chunk) != size:
-                raise ConnectionError("eof inside chunk")
-            out += chunk
-            rfile.readline(65537)
-    cl = headers.get("Content-Length")
-    if cl is None:
-        return b""
-    n = int(cl.strip())
-    if n > limit:
-        raise BodyTooLarge()
-    data = rfile.read(n) if n else b""
-    if len(data) != n:
-        raise ConnectionError("eof inside body")
-    return data
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
-    def __init__(self, port: int, handler, owner):
-        self.owner = owner
-        self._conns: set[socket.socket] = set()
-        self._conns_lock = threading.Lock()
-        super().__init__(("127.0.0.1", port), handler)
-
-    def server_bind(self):
-        # HTTPServer.server_bind does a reverse DNS lookup (getfqdn); skip it.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
-
-    def get_request(self):
-        sock, addr = super().get_request()
-        # Without this, small writes hit Nagle + delayed ACK (~40 ms stalls).
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with self._conns_lock:
-            self._conns.add(sock)
-        return sock, addr
-
-    def shutdown_request(self, request):
-        with self._conns_lock:
-            self._conns.discard(request)
-        super().shutdown_request(request)
-
-    def handle_error(self, request, client_address):
-        if self.owner.verbose:
-            super().handle_error(request, client_address)
-
-    def abort_connections(self):
-        # Unblocks handler threads parked on keep-alive reads (Envoy pools connections).
-        with self._conns_lock:
-            conns = list(self._conns)
-        for s in conns:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    timeout = 120  # Go outpost IdleTimeout (§6)
-    raw_target = ""
-
-    def log_message(self, format, *args):
-        if self.server.owner.verbose:
-            super().log_message(format, *args)
-
-    def handle(self):
-        try:
-            super().handle()
-        except (ConnectionError, TimeoutError, OSError, ValueError):
-            self.close_connection = True
-
-    def handle_one_request(self):
-        self.raw_requestline = self.rfile.readline(65537)
-        if len(self.raw_requestline) > 65536:
-            self.requestline = self.request_version = self.command = ""
-            self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
-            return
-        if not self.raw_requestline:
-            self.close_connection = True
-            return
-        if not self.parse_request():
-            return
-        # parse_request collapses a leading "//"; routing needs what was sent.
-        words = self.requestline.split()
-        self.raw_target = words[1] if len(words) >= 2 else self.path
-        self.dispatch()
-        self.wfile.flush()
-
-    def respond(self, status: int, headers=(), body: bytes = b"", *, go_order: bool = True) -> None:
-        """Write the response in one send. Go writes header keys sorted; so do we."""
-        try:
-            reason = HTTPStatus(status).phrase
-        except ValueError:
-            reason = "Unknown"
-        hdrs = list(headers)
-        names = {n.lower() for n, _ in hdrs}
-        if "date" not in names:
-            hdrs.append(("Date", formatdate(usegmt=True)))
-        if status >= 200 and status not in (204, 304) and "content-length" not in names:
-            hdrs.append(("Content-Length", "0" if self.command == "HEAD" else str(len(body))))
-        if go_order:
-            hdrs.sort(key=lambda h: h[0])  # stable: Set-Cookie lines keep their order
-        if self.close_connection:
-            hdrs.append(("Connection", "close"))
-        head = f"HTTP/1.1 {status} {reason}\r\n" + "".join(f"{n}: {v}\r\n" for n, v in hdrs) + "\r\n"
-        if self.command == "HEAD" or status in (204, 304):
-            body = b""
-        self.wfile.write(head.encode("utf-8") + body)
-        self.log_request(status, len(body))
+class _OutpostHandler(Handler):
+    go_style = True
 
     def respond_raw(self, headers: dict) -> None:
         """200 with exactly the given headers (plus framing), for "headers:" mode."""
@@ -316,11 +183,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("utf-8"))
         self.log_request(200, 0)
 
-
-# --------------------------------------------------------------------------
-# The request handler: routing as the Go outpost does it.
-
-class _OutpostHandler(_Handler):
     def dispatch(self):
         fake: FakeOutpost = self.server.owner
         target = self.raw_target
@@ -471,12 +333,14 @@ def _go_redirect(method: str, location: str, extra=()) -> tuple[int, list, bytes
     return 302, headers, body
 
 
-class FakeOutpost:
+class FakeOutpost(BackgroundServer):
     """authentik outpost in forward_single mode, behind Envoy's ext_authz.
 
     Sessions live in memory; the cookie value is the plain session id, as
     with the embedded outpost.
     """
+
+    thread_name = "fake-outpost"
 
     def __init__(self, *, external_host: str = "http://app.example",
                  client_id: str = "devcontainer-gateway", users: dict | None = None,
@@ -520,11 +384,7 @@ class FakeOutpost:
         self._tokens: dict[str, dict] = {}  # access token -> claims
         self._auth_cache: dict[str, tuple[dict, float]] = {}  # Authorization value -> (claims, expires)
 
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._stopped = False
-        self._server = _Server(port, _OutpostHandler, self)
-        self.port = self._server.server_address[1]
+        self._serve(port, _OutpostHandler)
         self.authorize_base = (authorize_base or f"http://127.0.0.1:{self.port}").rstrip("/")
 
     # ---- failure modes ----------------------------------------------------
@@ -548,11 +408,7 @@ class FakeOutpost:
             raise ValueError(f"unknown outpost mode {value!r}")
         self._mode = value or "normal"  # one attribute store: atomic for handler threads
 
-    # ---- lifecycle --------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    # ---- addresses --------------------------------------------------------
 
     @property
     def authorize_url(self) -> str:
@@ -565,31 +421,6 @@ class FakeOutpost:
     @property
     def jwks_url(self) -> str:
         return f"{self.authorize_base}/application/o/{self.app_slug}/jwks/"
-
-    def start(self) -> "FakeOutpost":
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._server.serve_forever,
-                                            kwargs={"poll_interval": 0.05},
-                                            name=f"fake-outpost-{self.port}", daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._stopped:
-            return
-        self._stopped = True
-        self._stopping.set()  # ends "slow:" sleeps early
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout=5)
-        self._server.abort_connections()
-        self._server.server_close()
-
-    def __enter__(self) -> "FakeOutpost":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     # ---- recording and test helpers --------------------------------------
 

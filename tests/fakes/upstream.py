@@ -21,14 +21,10 @@ import hashlib
 import html
 import json
 import signal
-import socket
-import socketserver
 import threading
 import time
-from email.utils import formatdate
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from fakes.httpserver import BackgroundServer, BodyTooLarge, Handler, read_body
 from fakes.wsclient import (
     OP_BINARY,
     OP_CLOSE,
@@ -43,141 +39,7 @@ from fakes.wsclient import (
     read_frame,
 )
 
-MAX_BODY = 64 * 1024 * 1024
 WS_TIMEOUT = 30.0
-
-
-class BodyTooLarge(Exception):
-    pass
-
-
-def read_body(rfile, headers, limit: int = MAX_BODY) -> bytes:
-    """Request body framed by Transfer-Encoding: chunked or Content-Length."""
-    if "chunked" in ",".join(headers.get_all("Transfer-Encoding") or []).lower():
-        out = bytearray()
-        while True:
-            line = rfile.readline(65537)
-            if not line:
-                raise ConnectionError("eof inside chunked body")
-            size = int(line.split(b";", 1)[0].strip(), 16)
-            if size == 0:
-                while rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                    pass  # trailers are read and dropped
-                return bytes(out)
-            if len(out) + size > limit:
-                raise BodyTooLarge()
-            chunk = rfile.read(size)
-            if len(chunk) != size:
-                raise ConnectionError("eof inside chunk")
-            out += chunk
-            rfile.readline(65537)  # CRLF after the chunk
-    cl = headers.get("Content-Length")
-    if cl is None:
-        return b""
-    n = int(cl.strip())
-    if n > limit:
-        raise BodyTooLarge()
-    data = rfile.read(n) if n else b""
-    if len(data) != n:
-        raise ConnectionError("eof inside body")
-    return data
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
-    def __init__(self, port: int, handler, owner):
-        self.owner = owner
-        self._conns: set[socket.socket] = set()
-        self._conns_lock = threading.Lock()
-        super().__init__(("127.0.0.1", port), handler)
-
-    def server_bind(self):
-        # HTTPServer.server_bind does a reverse DNS lookup (getfqdn); skip it.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
-
-    def get_request(self):
-        sock, addr = super().get_request()
-        # Without this, header and body writes hit Nagle + delayed ACK (~40 ms).
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with self._conns_lock:
-            self._conns.add(sock)
-        return sock, addr
-
-    def shutdown_request(self, request):
-        with self._conns_lock:
-            self._conns.discard(request)
-        super().shutdown_request(request)
-
-    def handle_error(self, request, client_address):
-        if self.owner.verbose:
-            super().handle_error(request, client_address)
-
-    def abort_connections(self):
-        # Unblocks handler threads parked on keep-alive or WebSocket reads.
-        with self._conns_lock:
-            conns = list(self._conns)
-        for s in conns:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    timeout = 120  # idle keep-alive bound
-    raw_target = ""
-
-    def log_message(self, format, *args):
-        if self.server.owner.verbose:
-            super().log_message(format, *args)
-
-    def handle(self):
-        try:
-            super().handle()
-        except (ConnectionError, TimeoutError, OSError, ValueError):
-            self.close_connection = True
-
-    def handle_one_request(self):
-        self.raw_requestline = self.rfile.readline(65537)
-        if len(self.raw_requestline) > 65536:
-            self.requestline = self.request_version = self.command = ""
-            self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
-            return
-        if not self.raw_requestline:
-            self.close_connection = True
-            return
-        if not self.parse_request():
-            return
-        # parse_request collapses a leading "//"; the fakes report what was sent.
-        words = self.requestline.split()
-        self.raw_target = words[1] if len(words) >= 2 else self.path
-        self.dispatch()
-        self.wfile.flush()
-
-    def respond(self, status: int, headers=(), body: bytes = b"") -> None:
-        """Write the whole response in one send, with Content-Length."""
-        try:
-            reason = HTTPStatus(status).phrase
-        except ValueError:
-            reason = "Unknown"
-        hdrs = list(headers)
-        names = {n.lower() for n, _ in hdrs}
-        if "date" not in names:
-            hdrs.append(("Date", formatdate(usegmt=True)))
-        if status >= 200 and status not in (204, 304) and "content-length" not in names:
-            hdrs.append(("Content-Length", str(len(body))))
-        if self.close_connection:
-            hdrs.append(("Connection", "close"))
-        head = f"HTTP/1.1 {status} {reason}\r\n" + "".join(f"{n}: {v}\r\n" for n, v in hdrs) + "\r\n"
-        if self.command == "HEAD" or status in (204, 304):
-            body = b""
-        self.wfile.write(head.encode("utf-8") + body)
-        self.log_request(status, len(body))
 
 
 _PAGE = """<!doctype html>
@@ -249,7 +111,7 @@ def _prefers_html(accept: str) -> bool:
     return best_html > 0 and best_html >= best_other
 
 
-class _UpstreamHandler(_Handler):
+class _UpstreamHandler(Handler):
     def dispatch(self):
         owner: FakeUpstream = self.server.owner
         is_ws = "websocket" in (self.headers.get("Upgrade") or "").lower()
@@ -354,7 +216,7 @@ class _UpstreamHandler(_Handler):
             return
 
 
-class FakeUpstream:
+class FakeUpstream(BackgroundServer):
     """Stand-in for a Knative-served dev container.
 
     cold_start: seconds the first request after `idle` seconds without
@@ -362,6 +224,8 @@ class FakeUpstream:
     held until the same moment, like Knative's activator does. Each Host (one
     Knative Service per repository) scales on its own.
     """
+
+    thread_name = "fake-upstream"
 
     def __init__(self, port: int = 0, cold_start: float = 0.0, idle: float = 60.0,
                  name: str = "workspace", verbose: bool = False):
@@ -374,40 +238,7 @@ class FakeUpstream:
         self._lock = threading.Lock()
         self._last_seen: dict[str, float] = {}
         self._ready_at: dict[str, float] = {}
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._stopped = False
-        self._server = _Server(port, _UpstreamHandler, self)
-        self.port = self._server.server_address[1]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> "FakeUpstream":
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._server.serve_forever,
-                                            kwargs={"poll_interval": 0.05},
-                                            name=f"fake-upstream-{self.port}", daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._stopped:
-            return
-        self._stopped = True
-        self._stopping.set()
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout=5)
-        self._server.abort_connections()
-        self._server.server_close()
-
-    def __enter__(self) -> "FakeUpstream":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+        self._serve(port, _UpstreamHandler)
 
     def clear(self) -> None:
         with self._lock:
