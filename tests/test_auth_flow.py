@@ -163,3 +163,28 @@ def test_callback_with_a_bad_state_is_refused(gateway, outpost, upstream, alice)
     assert r.status == 400
     assert r.all("set-cookie") == []
     assert upstream.requests == []
+
+
+def test_fixed_outpost_authority_moves_the_host_to_x_forwarded_host(outpost, upstream, alice):
+    from harness import Envoy, gateway_config
+
+    config = {"outpost": {"cluster": "authentik_outpost", "authority": "outpost.internal:9000"},
+              "routing": {"mode": "per-repo", "cluster_template": "workspaces"}}
+    with Envoy(gateway_config(outpost.port, upstream.port, config), name="authority") as envoy:
+        r = envoy.get(REPO, [("Cookie", alice)])
+        assert r.status == 200
+        check = {n.lower(): v for n, v in outpost.checks[-1]["headers"]}
+        assert check["host"] == "outpost.internal:9000"
+        assert check["x-forwarded-host"] == HOST
+        # authentik picks the application by X-Forwarded-Host; anonymous users still get the login.
+        r = envoy.get(REPO)
+        assert r.status == 302 and "/application/o/authorize/" in r.header("location")
+
+
+def test_cookies_split_across_headers_are_joined_for_the_check(gateway, outpost, upstream, alice):
+    r = gateway.get(REPO, [("Cookie", "theme=dark"), ("Cookie", alice), ("Cookie", "lang=en")])
+    assert r.status == 200
+    check = [v for n, v in outpost.checks[-1]["headers"] if n.lower() == "cookie"]
+    assert check == [f"theme=dark; {alice}; lang=en"]
+    forwarded = [v for n, v in r.json()["headers"] if n.lower() == "cookie"]
+    assert forwarded == ["theme=dark; lang=en"]
