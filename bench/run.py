@@ -131,6 +131,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of " + ", ".join(CASES))
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="dcgw-bench-"))
@@ -143,7 +144,8 @@ def main() -> int:
         time.sleep(0.5)
         if nginx.poll() is not None:
             raise SystemExit((workdir / "error.log").read_text())
-        for name, path in CASES.items():
+        for name in args.cases.split(","):
+            path = CASES[name]
             with Envoy(config(name, outpost, upstream), name=name) as envoy:
                 wrk(envoy.port, path, 1, args.connections)  # warm-up: connections, V8 code
                 results[name] = wrk(envoy.port, path, args.seconds, args.connections)
@@ -158,12 +160,13 @@ def main() -> int:
             nginx.kill()
         shutil.rmtree(workdir, ignore_errors=True)
 
-    base = results["baseline"]["rps"]
+    base = results.get("baseline", next(iter(results.values())))["rps"]
     print(f"{'config':10} {'req/s':>10} {'vs baseline':>12} {'p50':>9} {'p99':>9} {'non-2xx':>8}")
     for name, r in results.items():
         print(f"{name:10} {r['rps']:>10.0f} {r['rps'] / base:>11.2f}x {r['p50']:>9} {r['p99']:>9} {r['errors']:>8}")
-    print(f"outpost checks during the checked run (warm-up included): {results['checked']['outpost_checks']}")
-    if results["checked"]["errors"] or results["pass"]["errors"]:
+    if "checked" in results:
+        print(f"outpost checks during the checked run (warm-up included): {results['checked']['outpost_checks']}")
+    if any(r["errors"] for r in results.values()):
         print("some requests failed: the numbers above do not measure the intended path", file=sys.stderr)
         return 1
     return 0

@@ -55,6 +55,9 @@ impl Metrics {
     }
 
     fn add(&self, counter: Counter, n: usize) {
+        if n == 0 {
+            return;
+        }
         if let Some(Some(id)) = self.ids.get(counter as usize) {
             let _ =
                 proxy_wasm::hostcalls::increment_metric(*id, i64::try_from(n).unwrap_or(i64::MAX));
@@ -179,9 +182,12 @@ impl Context for Filter {
                 .into_iter()
                 .map(|(name, value)| (name.to_ascii_lowercase(), value))
                 .collect(),
-            body: self
-                .get_http_call_response_body(0, body_size)
-                .unwrap_or_default(),
+            body: match body_size {
+                0 => Vec::new(),
+                _ => self
+                    .get_http_call_response_body(0, body_size)
+                    .unwrap_or_default(),
+            },
         });
         let Some(config) = self.config.clone() else {
             return self.answer(

@@ -56,6 +56,8 @@ enum After {
         repo: RepoPath,
         path: String,
         cookie: Option<Vec<u8>>,
+        /// Credential headers the client sent, removed before the workspace.
+        credentials: Vec<&'static str>,
     },
 }
 
@@ -140,6 +142,10 @@ fn next(config: &Config, headers: &Headers) -> Next {
             repo,
             path: path.to_string(),
             cookie: cookie(headers),
+            credentials: CREDENTIALS
+                .into_iter()
+                .filter(|name| first(headers, name).is_some())
+                .collect(),
         },
     };
     let Some(host) = first(headers, ":authority").filter(|h| !h.is_empty()) else {
@@ -181,10 +187,21 @@ pub fn on_outpost_response(
         } => {
             let edits = match &pending.after {
                 After::Continue => Vec::new(),
-                After::Route { repo, path, cookie } => {
+                After::Route {
+                    repo,
+                    path,
+                    cookie,
+                    credentials,
+                } => {
                     let mut edits: Vec<Edit> =
                         identity.into_iter().map(|(n, v)| Edit::Set(n, v)).collect();
-                    edits.extend(routing_edits(config, repo, path, cookie.as_deref()));
+                    edits.extend(routing_edits(
+                        config,
+                        repo,
+                        path,
+                        cookie.as_deref(),
+                        credentials,
+                    ));
                     edits
                 }
             };
@@ -194,7 +211,13 @@ pub fn on_outpost_response(
 }
 
 /// Where an allowed request goes, and what of the user's credentials it leaves behind.
-fn routing_edits(config: &Config, repo: &RepoPath, path: &str, cookie: Option<&[u8]>) -> Vec<Edit> {
+fn routing_edits(
+    config: &Config,
+    repo: &RepoPath,
+    path: &str,
+    cookie: Option<&[u8]>,
+    credentials: &[&str],
+) -> Vec<Edit> {
     let routing = &config.routing;
     let service = match &routing.mode {
         Mode::Shared { service } => service.clone(),
@@ -222,7 +245,7 @@ fn routing_edits(config: &Config, repo: &RepoPath, path: &str, cookie: Option<&[
         Edit::Set(":path".into(), path.as_bytes().to_vec()),
     ];
     edits.extend(
-        CREDENTIALS
+        credentials
             .iter()
             .map(|name| Edit::Remove(name.to_string())),
     );
