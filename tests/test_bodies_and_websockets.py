@@ -7,15 +7,20 @@ import hashlib
 import json
 import os
 
+import pytest
+
 from fakes.wsclient import WsHandshakeError, ws_connect
 
 REPO = "/github/octocat/hello-world/"
 
 
-def test_one_mebibyte_post_arrives_intact_after_auth(gateway, outpost, upstream, alice):
-    body = os.urandom(1024 * 1024)
+@pytest.mark.parametrize("mib", [1, 20])
+def test_post_body_waits_for_the_check_and_arrives_intact(gateway, outpost, upstream, alice, mib):
+    # 20 MiB is far beyond Envoy's 1 MiB buffer: the body waits under flow control, not buffered.
+    body = os.urandom(mib * 1024 * 1024)
     outpost.mode = "slow:0.3"  # the body is fully sent while the check is still pending
-    r = gateway.request("POST", REPO + "upload?name=big.bin", [("Cookie", alice), ("Content-Type", "application/octet-stream")], body)
+    r = gateway.request("POST", REPO + "upload?name=big.bin", [("Cookie", alice), ("Content-Type", "application/octet-stream")],
+                        body, timeout=60)
     assert r.status == 200, r.body[:200]
     echo = r.json()
     assert echo["method"] == "POST"
