@@ -264,7 +264,8 @@ impl HttpContext for Filter {
     }
 
     fn on_http_request_body(&mut self, _body_size: usize, _end_of_stream: bool) -> Action {
-        // The body waits, buffered by Envoy, until the outpost has answered.
+        // Pausing the headers already holds the body back under Envoy's flow control; this only
+        // keeps any body that does arrive from passing before the outpost has answered.
         match self.state {
             State::Checking { .. } | State::Answered => Action::Pause,
             _ => Action::Continue,
