@@ -3,11 +3,14 @@ filter as configured in envoy/gateway.yaml."""
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import pytest
 
 from fakes.outpost import FakeOutpost
 from fakes.upstream import FakeUpstream
-from harness import Envoy, gateway_config
+from harness import ROOT, Envoy, gateway_config
 
 HOST = "gw.example"
 
@@ -46,3 +49,11 @@ def gateway(outpost, upstream):
 def alice(outpost):
     """A Cookie header of a logged-in session of alice."""
     return outpost.session_cookie_header("alice")
+
+
+@pytest.fixture(scope="session")
+def cli() -> Path:
+    """The native CLI, built once: it names Knative Services with the filter's own function."""
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "devcontainer-gateway"], cwd=ROOT,
+                   check=True, timeout=600)
+    return ROOT / "target" / "release" / "devcontainer-gateway"

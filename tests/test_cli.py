@@ -11,14 +11,7 @@ import yaml
 
 from harness import ROOT, Envoy, gateway_config
 
-BIN = ROOT / "target" / "release" / "devcontainer-gateway"
 SCHEMA = ROOT / "tests" / "schemas" / "knative-service.schema.json"
-
-
-@pytest.fixture(scope="module")
-def cli() -> Path:
-    subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "devcontainer-gateway"], cwd=ROOT, check=True, timeout=600)
-    return BIN
 
 
 def run(cli: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:

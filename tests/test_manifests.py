@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import copy
 import functools
-import hashlib
 import json
 import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -472,36 +472,17 @@ def file_errors(path: Path) -> list[str]:
 
 
 def canonical(owner: str, repo: str) -> tuple[str, str]:
+    """The spelling the filter forwards: lower case, without `.git` (expected values only)."""
     repo = repo.lower()
-    return owner.lower(), repo[: -len(".git")] if repo.endswith(".git") else repo
+    return owner.lower(), repo.removesuffix(".git")
 
 
-def service_name(owner: str, repo: str) -> str:
-    """knative_service_name in src/names.rs."""
-    owner, repo = canonical(owner, repo)
-    plain = f"{owner}--{repo}"
-    if len(plain) <= 57 and re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", plain):
-        return plain
-    readable = "" if owner[0] in "abcdefghijklmnopqrstuvwxyz" else "r-"
-    for c in plain:
-        if c.isascii() and (c.islower() or c.isdigit()):
-            readable += c
-        elif not readable.endswith("-"):
-            readable += "-"
-    digest = hashlib.sha256(f"{owner}/{repo}".encode()).hexdigest()[:10]
-    return f"{readable[:46].rstrip('-')}-{digest}"
-
-
-def render(template: str, owner: str, repo: str, namespace: str = "devcontainers") -> str:
-    """src/render.rs: plain textual replacement of the five placeholders."""
-    owner, repo = canonical(owner, repo)
-    return (
-        template.replace("{{service}}", service_name(owner, repo))
-        .replace("{{namespace}}", namespace)
-        .replace("{{repo_url}}", f"https://github.com/{owner}/{repo}")
-        .replace("{{owner}}", owner)
-        .replace("{{repo}}", repo)
-    )
+def render(cli, owner: str, repo: str, namespace: str = "devcontainers") -> str:
+    """`devcontainer-gateway render`: the same naming function the filter routes with."""
+    result = subprocess.run([str(cli), "render", f"github/{owner}/{repo}", "--namespace", namespace],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
 
 
 RENDER_CASES = [
@@ -541,18 +522,18 @@ def test_manifest_is_valid(path):
 
 
 @pytest.mark.parametrize("owner,repo,namespace", RENDER_CASES, ids=lambda v: v[:12])
-def test_rendered_workspace_is_valid(owner, repo, namespace):
-    text = render(TEMPLATE.read_text(), owner, repo, namespace)
+def test_rendered_workspace_is_valid(cli, owner, repo, namespace):
+    text = render(cli, owner, repo, namespace)
     assert "{{" not in text, "placeholder left after rendering"
     rendered = [d for d in yaml.safe_load_all(text) if d is not None]
     errors = [e for i, d in enumerate(rendered) for e in manifest_errors(d, f"render({owner}/{repo})#{i}")]
     assert not errors, "\n".join(errors)
-    name = service_name(owner, repo)
-    owner, repo = canonical(owner, repo)
-    assert len(name) <= 57
     svc = next(d for d in rendered if d["kind"] == "Service")
     policy = next(d for d in rendered if d["kind"] == "NetworkPolicy")
-    assert svc["metadata"]["name"] == name and svc["metadata"]["namespace"] == namespace
+    name = svc["metadata"]["name"]
+    owner, repo = canonical(owner, repo)
+    assert len(name) <= 57
+    assert svc["metadata"]["namespace"] == namespace
     assert svc["metadata"]["annotations"]["devcontainer-gateway.io/owner"] == owner
     assert svc["metadata"]["annotations"]["devcontainer-gateway.io/repo"] == repo
     env = {e["name"]: e for e in svc["spec"]["template"]["spec"]["containers"][0]["env"]}
@@ -561,17 +542,8 @@ def test_rendered_workspace_is_valid(owner, repo, namespace):
     assert policy["spec"]["podSelector"] == {"matchLabels": {"serving.knative.dev/service": name}}
 
 
-def test_service_names_follow_the_filter():
-    assert service_name("octocat", "hello-world") == "octocat--hello-world"
-    assert service_name("Octocat", "Hello-World.git") == "octocat--hello-world"
-    hashed = service_name("kubernetes", "k8s.io")
-    assert re.fullmatch(r"kubernetes-k8s-io-[0-9a-f]{10}", hashed), hashed
-    assert service_name("3b1b", "manim").startswith("r-3b1b-manim-")
-    assert len(service_name("o" * 39, "r" * 100)) == 57
-
-
-def test_example_is_the_rendered_template():
-    expected = render(TEMPLATE.read_text(), "octocat", "hello-world", "devcontainers")
+def test_example_is_the_rendered_template(cli):
+    expected = render(cli, "octocat", "hello-world", "devcontainers")
     assert EXAMPLE.read_text() == expected, (
         f"{rel(EXAMPLE)} is out of date: devcontainer-gateway render github/octocat/hello-world > istio/{rel(EXAMPLE)}"
     )
