@@ -164,11 +164,17 @@ class Envoy:
                                      start_new_session=True, preexec_fn=_die_with_parent)
         return self.proc
 
-    def start(self, timeout: float = 30.0) -> "Envoy":
+    def start(self, timeout: float = 30.0, attempts: int = 3) -> "Envoy":
+        fixed_port = self.port
         self.launch()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                # A free port can be taken between picking and binding: pick again, a few times.
+                if "Address already in use" in self.log() and attempts > 1:
+                    self.port, self.admin_port = fixed_port, 0
+                    self.log_path.unlink(missing_ok=True)
+                    return self.start(max(deadline - time.monotonic(), 1.0), attempts - 1)
                 raise RuntimeError(f"envoy exited with {self.proc.returncode}:\n{self.log()[-4000:]}")
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/ready", timeout=1) as r:
