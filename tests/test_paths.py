@@ -85,3 +85,13 @@ def test_outpost_paths_pass_to_the_outpost_without_spoofed_headers(gateway, outp
     r = gateway.get("/outpost.goauthentik.io/nothing-here")
     assert r.status == 404
     assert r.body.startswith(b"404 page not found")
+
+
+def test_a_rewritten_path_that_looks_like_another_route_still_reaches_the_workspace(gateway, outpost, upstream, alice):
+    # After the prefix is stripped, the route is chosen again: the filter's header wins over paths.
+    r = gateway.get("/github/octocat/hello-world/outpost.goauthentik.io/ping", [("Cookie", alice)])
+    assert r.status == 200
+    assert r.json()["path"] == "/outpost.goauthentik.io/ping"
+    assert r.json()["upstream"] == "workspaces"
+    r = gateway.get("/github/octocat/hello-world/health", [("Cookie", alice)])
+    assert r.status == 200 and r.json()["path"] == "/health"
