@@ -102,6 +102,20 @@ def gateway_config(
     return bootstrap
 
 
+def _cgi(name: str) -> str:
+    return name.lower().replace("_", "-")
+
+
+def echoed(echo: dict, name: str) -> list[str]:
+    """Values of header `name` the fake workspace received, with case and `_`/`-` folded the way
+    CGI-style upstreams fold them."""
+    return [v for n, v in echo["headers"] if _cgi(n) == _cgi(name)]
+
+
+def echoed_names(echo: dict) -> set[str]:
+    return {_cgi(n) for n, _ in echo["headers"]}
+
+
 @dataclass
 class Response:
     status: int

@@ -7,6 +7,7 @@ import http.client
 import urllib.parse
 
 from conftest import HOST
+from harness import echoed, echoed_names
 
 REPO = "/github/octocat/hello-world/"
 
@@ -17,14 +18,6 @@ def query(location: str) -> dict[str, str]:
 
 def cookie_pair(set_cookie: str) -> str:
     return set_cookie.split(";", 1)[0]
-
-
-def header_names(echo: dict) -> set[str]:
-    return {name.lower() for name, _ in echo["headers"]}
-
-
-def echoed(echo: dict, name: str) -> list[str]:
-    return [v for n, v in echo["headers"] if n.lower() == name]
 
 
 def test_anonymous_request_gets_the_login_redirect_and_nothing_is_forwarded(gateway, outpost, upstream):
@@ -108,7 +101,7 @@ def test_allowed_request_carries_identity_and_routing_but_no_credentials(gateway
     assert echoed(echo, "x-authentik-meta-app") == ["devcontainer-gateway"]
     assert echoed(echo, "cookie") == ["theme=dark"]
     assert echoed(echo, "x-client-note") == ["hi"]
-    names = header_names(echo)
+    names = echoed_names(echo)
     # The access token, the session and the routing internals stay in the gateway.
     for secret in ("x-authentik-jwt", "authorization", "x-devcontainer-cluster"):
         assert secret not in names
@@ -124,7 +117,7 @@ def test_basic_credentials_for_scripts(gateway, outpost, upstream):
     assert r.status == 200, r.body
     echo = r.json()
     assert echoed(echo, "x-authentik-username") == ["alice"]
-    assert "authorization" not in header_names(echo)
+    assert "authorization" not in echoed_names(echo)
     # The session the outpost made for the script reaches the client, so it can skip Basic next time.
     cookies = r.all("set-cookie")
     assert any(c.startswith(outpost.cookie_name + "=") for c in cookies)
@@ -186,5 +179,5 @@ def test_cookies_split_across_headers_are_joined_for_the_check(gateway, outpost,
     assert r.status == 200
     check = [v for n, v in outpost.checks[-1]["headers"] if n.lower() == "cookie"]
     assert check == [f"theme=dark; {alice}; lang=en"]
-    forwarded = [v for n, v in r.json()["headers"] if n.lower() == "cookie"]
+    forwarded = echoed(r.json(), "cookie")
     assert forwarded == ["theme=dark; lang=en"]

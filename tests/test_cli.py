@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness import ROOT, Envoy, gateway_config
+from harness import ROOT, Envoy, echoed, gateway_config
 
 SCHEMA = ROOT / "tests" / "schemas" / "knative-service.schema.json"
 
@@ -35,7 +35,7 @@ def test_the_cli_names_the_service_the_filter_routes_to(cli, outpost, upstream, 
     with Envoy(gateway_config(outpost.port, upstream.port, config), name="cli") as envoy:
         r = envoy.get(f"/github/{owner}/{repo}/", [("Cookie", outpost.session_cookie_header("alice"))])
         assert r.status == 200
-        host = next(v for n, v in r.json()["headers"] if n.lower() == "host")
+        [host] = echoed(r.json(), "host")
     assert host == f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc.cluster.local"
     assert run(cli, "service-name", slug).stdout.strip() == service["metadata"]["name"]
     assert f"https://github.com/{owner.lower()}/{repo.lower().removesuffix('.git')}" in rendered.stdout

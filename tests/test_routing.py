@@ -6,11 +6,12 @@ from __future__ import annotations
 import pytest
 
 from fakes.upstream import FakeUpstream
-from harness import Envoy, gateway_config
+from harness import Envoy, echoed, gateway_config
 
 
 def host(echo: dict) -> str:
-    return next(v for n, v in echo["headers"] if n.lower() == "host")
+    [value] = echoed(echo, "host")
+    return value
 
 
 @pytest.fixture(scope="module")
@@ -68,5 +69,5 @@ def test_shared_mode_sends_every_repository_to_one_service(outpost, upstream):
             echo = r.json()
             assert host(echo) == "devcontainer-serverless.devcontainers.svc.cluster.local"
             assert echo["path"] == path  # strip_prefix false keeps the whole path
-            assert [v for n, v in echo["headers"] if n.lower() == "x-github-repo"] == [f"https://github.com/{repo}"]
-            assert [v for n, v in echo["headers"] if n.lower() == "x-authentik-groups"] == ["admins"]
+            assert echoed(echo, "x-github-repo") == [f"https://github.com/{repo}"]
+            assert echoed(echo, "x-authentik-groups") == ["admins"]
