@@ -144,6 +144,14 @@ impl Filter {
         self.state = State::Answered;
     }
 
+    /// Fail closed when the host runs the filter without a configuration it accepted.
+    fn refuse_unconfigured(&mut self) {
+        self.answer(
+            reply::refuse(503, "the gateway is not configured", false),
+            false,
+        );
+    }
+
     fn apply(&self, edits: Vec<Edit>) {
         for edit in edits {
             match edit {
@@ -190,10 +198,7 @@ impl Context for Filter {
             },
         });
         let Some(config) = self.config.clone() else {
-            return self.answer(
-                reply::refuse(503, "the gateway is not configured", false),
-                false,
-            );
+            return self.refuse_unconfigured();
         };
         match request::on_outpost_response(&config, &pending, response.as_ref()) {
             Resume::Answer(reply) => self.answer(reply, true),
@@ -210,10 +215,7 @@ impl Context for Filter {
 impl HttpContext for Filter {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let Some(config) = self.config.clone() else {
-            self.answer(
-                reply::refuse(503, "the gateway is not configured", false),
-                false,
-            );
+            self.refuse_unconfigured();
             return Action::Pause;
         };
         let headers = self.get_http_request_headers_bytes();
