@@ -3,7 +3,7 @@
 //! redirect fails closed.
 
 use crate::config::{Config, Outpost};
-use crate::reply::{refuse, LocalReply};
+use crate::reply::{refuse, Client, LocalReply};
 
 /// Largest outpost body relayed to the client (its redirect pages are a line of HTML).
 const MAX_RELAYED_BODY: usize = 64 * 1024;
@@ -30,11 +30,24 @@ impl OutpostResponse {
     }
 }
 
+/// Who the outpost says the user is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub username: String,
+    /// `X-authentik-groups` as sent: group names separated by `|`.
+    pub groups: String,
+    /// The configured identity headers the outpost sent, for the workspace.
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+/// Usernames longer than this are not a person's (and would bloat every log line).
+const MAX_USERNAME: usize = 256;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// Logged in: identity headers for the request, `Set-Cookie`s for the client's response.
+    /// Logged in: who, and the `Set-Cookie`s for the client's response.
     Allow {
-        identity: Vec<(String, Vec<u8>)>,
+        identity: Identity,
         set_cookies: Vec<Vec<u8>>,
     },
     /// Login redirect, callback or logout answer, or a refusal: sent as is, nothing forwarded.
@@ -74,47 +87,64 @@ pub fn check_headers(
 }
 
 /// What the outpost's answer means for the request.
-pub fn verdict(config: &Config, response: Option<&OutpostResponse>, json: bool) -> Verdict {
+pub fn verdict(config: &Config, response: Option<&OutpostResponse>, client: &Client) -> Verdict {
     let Some(response) = response else {
-        return fail(503, "the authentication service did not answer", json);
+        return fail(503, "the authentication service did not answer", client);
     };
     let Some(status) = response.status() else {
         return fail(
             503,
             "the authentication service gave an unreadable answer",
-            json,
+            client,
         );
     };
     match status {
-        200 => allow(config, response, json),
-        302 | 303 | 307 => redirect(config, status, response, json),
+        200 => allow(config, response, client),
+        302 | 303 | 307 => redirect(config, status, response, client),
         400 | 401 | 403 => fail(
             status,
             "the authentication service refused the request",
-            json,
+            client,
         ),
         // 301 is the outpost's path cleaning: its Location is the internal check path.
         _ => fail(
             503,
             &format!("the authentication service answered {status}"),
-            json,
+            client,
         ),
     }
 }
 
-fn allow(config: &Config, response: &OutpostResponse, json: bool) -> Verdict {
+fn allow(config: &Config, response: &OutpostResponse, client: &Client) -> Verdict {
     // A 200 without a user is a skip-listed path; a workspace is never anonymous.
-    if response
+    let Some(username) = response
         .first("x-authentik-username")
-        .is_none_or(|u| u.is_empty())
-    {
+        .filter(|u| !u.is_empty())
+    else {
         return fail(
             503,
             "the authentication service allowed the request without naming a user",
-            json,
+            client,
+        );
+    };
+    let (Ok(username), Ok(groups)) = (
+        std::str::from_utf8(username),
+        std::str::from_utf8(response.first("x-authentik-groups").unwrap_or_default()),
+    ) else {
+        return fail(
+            503,
+            "the authentication service named a user in bytes that are not UTF-8",
+            client,
+        );
+    };
+    if username.len() > MAX_USERNAME || username.chars().any(char::is_control) {
+        return fail(
+            503,
+            "the authentication service named a user that cannot be one",
+            client,
         );
     }
-    let identity = config
+    let headers = config
         .identity_headers
         .iter()
         .filter_map(|name| {
@@ -124,17 +154,21 @@ fn allow(config: &Config, response: &OutpostResponse, json: bool) -> Verdict {
         })
         .collect();
     Verdict::Allow {
-        identity,
+        identity: Identity {
+            username: username.to_string(),
+            groups: groups.to_string(),
+            headers,
+        },
         set_cookies: all(response, "set-cookie"),
     }
 }
 
-fn redirect(config: &Config, status: u32, response: &OutpostResponse, json: bool) -> Verdict {
+fn redirect(config: &Config, status: u32, response: &OutpostResponse, client: &Client) -> Verdict {
     let Some(location) = response.first("location").filter(|l| !l.is_empty()) else {
         return fail(
             503,
             &format!("the authentication service answered {status} without a Location"),
-            json,
+            client,
         );
     };
     let prefix = config.outpost.path_prefix.as_bytes();
@@ -142,7 +176,7 @@ fn redirect(config: &Config, status: u32, response: &OutpostResponse, json: bool
         return fail(
             503,
             "the authentication service redirected to its own check path",
-            json,
+            client,
         );
     }
     // The host API takes header values as text; a value that is not is not relayed half-decoded.
@@ -163,7 +197,7 @@ fn redirect(config: &Config, status: u32, response: &OutpostResponse, json: bool
                 return fail(
                     503,
                     &format!("the authentication service sent an unreadable {name}"),
-                    json,
+                    client,
                 )
             }
         }
@@ -190,8 +224,8 @@ fn all(response: &OutpostResponse, name: &str) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn fail(status: u32, reason: &str, json: bool) -> Verdict {
-    Verdict::Answer(refuse(status, reason, json))
+fn fail(status: u32, reason: &str, client: &Client) -> Verdict {
+    Verdict::Answer(refuse(status, reason, client))
 }
 
 #[cfg(test)]
@@ -282,21 +316,30 @@ mod tests {
         let Verdict::Allow {
             identity,
             set_cookies,
-        } = verdict(&config(), Some(&response(&LOGGED_IN, "")), false)
+        } = verdict(
+            &config(),
+            Some(&response(&LOGGED_IN, "")),
+            &Client::default(),
+        )
         else {
             panic!("not allowed")
         };
-        let names: Vec<&str> = identity.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names.len(), 11);
+        assert_eq!(identity.username, "alice");
+        assert_eq!(identity.groups, "developers|admins");
+        let names: Vec<&str> = identity.headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names.len(), 6);
         assert!(
             names.contains(&"x-authentik-username") && names.contains(&"x-authentik-entitlements")
         );
         assert!(
             !names.contains(&"x-authentik-jwt")
+                && !names.iter().any(|n| n.starts_with("x-authentik-meta-"))
                 && !names.contains(&"authorization")
                 && !names.contains(&"user-agent")
         );
-        assert!(identity.contains(&("x-authentik-groups".into(), b"developers|admins".to_vec())));
+        assert!(identity
+            .headers
+            .contains(&("x-authentik-groups".into(), b"developers|admins".to_vec())));
         assert!(set_cookies.is_empty());
     }
 
@@ -305,7 +348,7 @@ mod tests {
         let mut headers = LOGGED_IN.to_vec();
         headers.push(("set-cookie", "authentik_proxy_1=new; Path=/"));
         let Verdict::Allow { set_cookies, .. } =
-            verdict(&config(), Some(&response(&headers, "")), false)
+            verdict(&config(), Some(&response(&headers, "")), &Client::default())
         else {
             panic!("not allowed")
         };
@@ -319,7 +362,12 @@ mod tests {
             vec![(":status", "200"), ("x-authentik-username", "")],
         ] {
             assert_eq!(
-                answer(verdict(&config(), Some(&response(&headers, "")), false)).status,
+                answer(verdict(
+                    &config(),
+                    Some(&response(&headers, "")),
+                    &Client::default()
+                ))
+                .status,
                 503
             );
         }
@@ -343,7 +391,7 @@ mod tests {
                 ],
                 "<a href=\"x\">Found</a>.\n",
             )),
-            true,
+            &Client::json(),
         ));
         assert_eq!(reply.status, 302);
         let cookies: Vec<&str> = reply
@@ -408,7 +456,7 @@ mod tests {
             (Some(response(&[(":status", "401")], "")), 401),
         ];
         for (response, status) in cases {
-            let reply = answer(verdict(&config(), response.as_ref(), false));
+            let reply = answer(verdict(&config(), response.as_ref(), &Client::default()));
             assert_eq!(reply.status, status, "{response:?}");
             assert_eq!(reply.header("location"), None);
             assert_eq!(reply.header("set-cookie"), None);

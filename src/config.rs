@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::names::{is_dns1035_label, is_dns1123_label, is_header_name};
+use crate::names::{is_dns1035_label, is_dns1123_label, is_header_name, Forge};
+use crate::policy::{self, Policy};
 
 /// Check endpoint of authentik's outpost for Envoy (contract authentik §1).
 pub const DEFAULT_CHECK_PREFIX: &str = "/outpost.goauthentik.io/auth/envoy";
@@ -25,22 +26,28 @@ pub const DEFAULT_CLUSTER_TEMPLATE: &str =
 pub const DEFAULT_AUTHORITY_HEADER: &str = "x-devcontainer-authority";
 pub const DEFAULT_CLUSTER_HEADER: &str = "x-devcontainer-cluster";
 
-/// The identity headers an authentik outpost sets on its 200 (contract authentik §2.1), minus
-/// `x-authentik-jwt`: that one is the user's access token, and a workspace runs code from any
-/// repository, so it never receives it.
-pub const DEFAULT_IDENTITY_HEADERS: [&str; 11] = [
+/// The identity a workspace needs, of the headers an authentik outpost sets on its 200 (contract
+/// authentik §2.1). Not `x-authentik-jwt`: that one is the user's access token, and a workspace runs
+/// code from any repository, so it never receives it. Not the `x-authentik-meta-*` headers either
+/// (outpost, provider and JWKS internals): they are forwarded only when listed.
+pub const DEFAULT_IDENTITY_HEADERS: [&str; 6] = [
     "x-authentik-username",
     "x-authentik-groups",
     "x-authentik-entitlements",
     "x-authentik-email",
     "x-authentik-name",
     "x-authentik-uid",
-    "x-authentik-meta-jwks",
-    "x-authentik-meta-outpost",
-    "x-authentik-meta-provider",
-    "x-authentik-meta-app",
-    "x-authentik-meta-version",
 ];
+
+/// authentik's cookies (`authentik_proxy_<hash>` sessions, `authentik_session`, `authentik_csrf`).
+pub const DEFAULT_SESSION_COOKIE_PREFIX: &str = "authentik_";
+pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(30);
+pub const MAX_CACHE_TTL: Duration = Duration::from_secs(3600);
+pub const DEFAULT_CACHE_ENTRIES: u32 = 4096;
+pub const MAX_CACHE_ENTRIES: u32 = 1 << 20;
+pub const DEFAULT_WARM_FOR: Duration = Duration::from_secs(300);
+pub const DEFAULT_WAKE_TIMEOUT: Duration = Duration::from_secs(300);
+pub const DEFAULT_REFRESH: Duration = Duration::from_secs(2);
 
 /// Headers that carry the user's credentials, refused as identity headers.
 const CREDENTIAL_HEADERS: [&str; 1] = ["x-authentik-jwt"];
@@ -52,6 +59,69 @@ pub struct Config {
     pub identity_headers: Vec<String>,
     pub health_path: String,
     pub routing: Routing,
+    pub credentials: Credentials,
+    pub cache: Cache,
+    /// `None`: every user the outpost allows reaches every repository.
+    pub access: Option<Policy>,
+    /// `None`: browsers wait for a cold workspace like every other client.
+    pub starting_page: Option<StartingPage>,
+    /// Base URL of each forge (no trailing slash), for the repository URL the workspace clones.
+    pub forges: Forges,
+    /// One `log` line per decision (user, repository, outcome, latency).
+    pub access_log: bool,
+}
+
+/// What of the user's credentials is taken off a request before it reaches a workspace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// Cookie name prefixes (lower case) removed from `Cookie` and refused in workspace responses.
+    pub cookie_prefixes: Vec<String>,
+    /// Keep `Authorization` for workspaces that need it (never the default).
+    pub forward_authorization: bool,
+}
+
+impl Credentials {
+    pub fn is_session_cookie(&self, name: &[u8]) -> bool {
+        let name = name.to_ascii_lowercase();
+        self.cookie_prefixes
+            .iter()
+            .any(|prefix| name.starts_with(prefix.as_bytes()))
+    }
+}
+
+/// The decision cache: allowed outcomes only, shared by every worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cache {
+    /// Zero: the cache is off and every request asks the outpost.
+    pub ttl: Duration,
+    pub max_entries: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StartingPage {
+    /// How long a workspace that answered counts as warm without further traffic.
+    pub warm_for: Duration,
+    /// How long one wake-up call waits for the workspace (Knative bounds it by `timeoutSeconds`).
+    pub wake_timeout: Duration,
+    /// How often the starting page reloads itself.
+    pub refresh: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forges {
+    pub github: String,
+    pub gitlab: String,
+    pub bitbucket: String,
+}
+
+impl Forges {
+    pub fn base_url(&self, forge: Forge) -> &str {
+        match forge {
+            Forge::GitHub => &self.github,
+            Forge::GitLab => &self.gitlab,
+            Forge::Bitbucket => &self.bitbucket,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +141,9 @@ pub enum Mode {
     Shared { service: String },
     /// One Knative Service per repository, named by [`crate::names::knative_service_name`].
     PerRepo,
+    /// One Knative Service per user and repository, named by
+    /// [`crate::names::per_user_service_name`]: users of one repository never share a container.
+    PerUser,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +155,9 @@ pub struct Routing {
     pub cluster_template: Template,
     pub authority_header: String,
     pub cluster_header: String,
+    /// Host-based workspaces: `{service}.{domain}` is a workspace of its own origin, and
+    /// `/{forge}/…` paths redirect there.
+    pub workspace_domain: Option<String>,
 }
 
 /// A configuration refusal: where, and why.
@@ -99,7 +175,7 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-fn refuse(path: &str, reason: impl Into<String>) -> ConfigError {
+pub(crate) fn refuse(path: &str, reason: impl Into<String>) -> ConfigError {
     ConfigError {
         path: path.to_string(),
         reason: reason.into(),
@@ -214,13 +290,257 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         Some((path, value)) => parse_routing(&path, value)?,
         None => parse_routing("routing", &Value::Object(Map::new()))?,
     };
+    let credentials = match top.take("credentials") {
+        Some((path, value)) => parse_credentials(&path, value)?,
+        None => Credentials {
+            cookie_prefixes: vec![DEFAULT_SESSION_COOKIE_PREFIX.to_string()],
+            forward_authorization: false,
+        },
+    };
+    let cache = match top.take("cache") {
+        Some((path, value)) => parse_cache(&path, value)?,
+        None => Cache {
+            ttl: DEFAULT_CACHE_TTL,
+            max_entries: DEFAULT_CACHE_ENTRIES,
+        },
+    };
+    let access = match top.take("access") {
+        Some((path, value)) => Some(policy::parse(&path, value)?),
+        None => None,
+    };
+    let starting_page = match top.take("starting_page") {
+        Some((path, value)) => parse_starting_page(&path, value)?,
+        None => Some(StartingPage {
+            warm_for: DEFAULT_WARM_FOR,
+            wake_timeout: DEFAULT_WAKE_TIMEOUT,
+            refresh: DEFAULT_REFRESH,
+        }),
+    };
+    let forges = match top.take("forges") {
+        Some((path, value)) => parse_forges(&path, value)?,
+        None => parse_forges("forges", &Value::Object(Map::new()))?,
+    };
+    let access_log = match top.take("access_log") {
+        Some((path, value)) => boolean(&path, value)?,
+        None => true,
+    };
     top.finish()?;
+    if routing.mode == Mode::PerUser && identity_headers.iter().all(|h| h != "x-authentik-username")
+    {
+        return Err(refuse(
+            "identity_headers",
+            "per-user routing needs x-authentik-username: the workspace must know whose it is",
+        ));
+    }
     Ok(Config {
         outpost,
         identity_headers,
         health_path,
         routing,
+        credentials,
+        cache,
+        access,
+        starting_page,
+        forges,
+        access_log,
     })
+}
+
+pub(crate) fn boolean(path: &str, value: &Value) -> Result<bool, ConfigError> {
+    value
+        .as_bool()
+        .ok_or_else(|| refuse(path, format!("must be true or false, not {}", kind(value))))
+}
+
+fn duration(
+    path: &str,
+    value: &Value,
+    min: Duration,
+    max: Duration,
+) -> Result<Duration, ConfigError> {
+    let text = string(path, value)?;
+    let duration = parse_duration(text).ok_or_else(|| {
+        refuse(
+            path,
+            format!("{text:?} is not a duration such as \"30s\", \"500ms\" or \"5m\""),
+        )
+    })?;
+    if duration < min || duration > max {
+        return Err(refuse(
+            path,
+            format!("{text:?} is outside {}..{}", show(min), show(max)),
+        ));
+    }
+    Ok(duration)
+}
+
+fn show(d: Duration) -> String {
+    if d.subsec_millis() != 0 || d.is_zero() {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{}s", d.as_secs())
+    }
+}
+
+fn parse_credentials(path: &str, value: &Value) -> Result<Credentials, ConfigError> {
+    let mut fields = Fields::new(path, value)?;
+    let cookie_prefixes = match fields.take("session_cookie_prefixes") {
+        Some((p, v)) => {
+            let items = v.as_array().ok_or_else(|| {
+                refuse(
+                    &p,
+                    format!("must be a list of cookie name prefixes, not {}", kind(v)),
+                )
+            })?;
+            let mut prefixes = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                let ip = format!("{p}[{i}]");
+                let prefix = string(&ip, item)?.to_ascii_lowercase();
+                let token = !prefix.is_empty()
+                    && prefix.len() <= 64
+                    && prefix
+                        .bytes()
+                        .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
+                if !token {
+                    return Err(refuse(
+                        &ip,
+                        format!("{prefix:?} is not a cookie name prefix"),
+                    ));
+                }
+                prefixes.push(prefix);
+            }
+            if !prefixes
+                .iter()
+                .any(|p| DEFAULT_SESSION_COOKIE_PREFIX.starts_with(p.as_str()))
+            {
+                return Err(refuse(
+                    &p,
+                    format!("must cover authentik's own cookies ({DEFAULT_SESSION_COOKIE_PREFIX:?}); add prefixes, do not replace it"),
+                ));
+            }
+            prefixes
+        }
+        None => vec![DEFAULT_SESSION_COOKIE_PREFIX.to_string()],
+    };
+    let forward_authorization = match fields.take("forward_authorization") {
+        Some((p, v)) => boolean(&p, v)?,
+        None => false,
+    };
+    fields.finish()?;
+    Ok(Credentials {
+        cookie_prefixes,
+        forward_authorization,
+    })
+}
+
+fn parse_cache(path: &str, value: &Value) -> Result<Cache, ConfigError> {
+    let mut fields = Fields::new(path, value)?;
+    let ttl = match fields.take("ttl") {
+        Some((p, v)) => duration(&p, v, Duration::ZERO, MAX_CACHE_TTL)?,
+        None => DEFAULT_CACHE_TTL,
+    };
+    let max_entries = match fields.take("max_entries") {
+        Some((p, v)) => v
+            .as_u64()
+            .filter(|n| (1..=u64::from(MAX_CACHE_ENTRIES)).contains(n))
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| {
+                refuse(
+                    &p,
+                    format!("must be a whole number in 1..{MAX_CACHE_ENTRIES}"),
+                )
+            })?,
+        None => DEFAULT_CACHE_ENTRIES,
+    };
+    fields.finish()?;
+    Ok(Cache { ttl, max_entries })
+}
+
+fn parse_starting_page(path: &str, value: &Value) -> Result<Option<StartingPage>, ConfigError> {
+    let mut fields = Fields::new(path, value)?;
+    let enabled = match fields.take("enabled") {
+        Some((p, v)) => boolean(&p, v)?,
+        None => true,
+    };
+    let warm_for = match fields.take("warm_for") {
+        Some((p, v)) => duration(&p, v, Duration::from_secs(1), Duration::from_secs(3600))?,
+        None => DEFAULT_WARM_FOR,
+    };
+    let wake_timeout = match fields.take("wake_timeout") {
+        Some((p, v)) => duration(&p, v, Duration::from_secs(1), Duration::from_secs(3600))?,
+        None => DEFAULT_WAKE_TIMEOUT,
+    };
+    let refresh = match fields.take("refresh") {
+        Some((p, v)) => duration(&p, v, Duration::from_secs(1), Duration::from_secs(60))?,
+        None => DEFAULT_REFRESH,
+    };
+    fields.finish()?;
+    Ok(enabled.then_some(StartingPage {
+        warm_for,
+        wake_timeout,
+        refresh,
+    }))
+}
+
+fn parse_forges(path: &str, value: &Value) -> Result<Forges, ConfigError> {
+    let mut fields = Fields::new(path, value)?;
+    let mut base = |forge: Forge| -> Result<String, ConfigError> {
+        let key = forge.segment();
+        let Some((p, v)) = fields.take(key) else {
+            return Ok(forge.default_base_url().to_string());
+        };
+        let mut inner = Fields::new(&p, v)?;
+        let url = match inner.take("base_url") {
+            Some((bp, bv)) => {
+                let url = string(&bp, bv)?;
+                if !is_base_url(url) {
+                    return Err(refuse(
+                        &bp,
+                        format!("{url:?} is not an https:// (or http://) URL without query, fragment or trailing slash"),
+                    ));
+                }
+                url.to_string()
+            }
+            None => forge.default_base_url().to_string(),
+        };
+        inner.finish()?;
+        Ok(url)
+    };
+    let github = base(Forge::GitHub)?;
+    let gitlab = base(Forge::GitLab)?;
+    let bitbucket = base(Forge::Bitbucket)?;
+    fields.finish()?;
+    Ok(Forges {
+        github,
+        gitlab,
+        bitbucket,
+    })
+}
+
+fn is_base_url(url: &str) -> bool {
+    let Some(rest) = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (
+            rest.get(..i).unwrap_or_default(),
+            rest.get(i..).unwrap_or_default(),
+        ),
+        None => (rest, ""),
+    };
+    url.len() <= 256
+        && is_authority(authority)
+        && !path.ends_with('/')
+        && path
+            .split('/')
+            .skip(1)
+            .all(|s| !s.is_empty() && s != "." && s != "..")
+        && path
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._~/".contains(c))
 }
 
 fn parse_outpost(path: &str, value: &Value) -> Result<Outpost, ConfigError> {
@@ -357,10 +677,11 @@ fn parse_routing(path: &str, value: &Value) -> Result<Routing, ConfigError> {
         Some((p, v)) => match string(&p, v)? {
             "shared" => "shared",
             "per-repo" => "per-repo",
+            "per-user" => "per-user",
             other => {
                 return Err(refuse(
                     &p,
-                    format!("{other:?} is not \"shared\" or \"per-repo\""),
+                    format!("{other:?} is not \"shared\", \"per-repo\" or \"per-user\""),
                 ))
             }
         },
@@ -372,7 +693,7 @@ fn parse_routing(path: &str, value: &Value) -> Result<Routing, ConfigError> {
             if mode != "shared" {
                 return Err(refuse(
                     &p,
-                    "is only used with mode \"shared\"; per-repo derives one Service per repository",
+                    "is only used with mode \"shared\"; per-repo and per-user derive the Service",
                 ));
             }
             if !is_dns1035_label(service) {
@@ -396,9 +717,7 @@ fn parse_routing(path: &str, value: &Value) -> Result<Routing, ConfigError> {
         None => DEFAULT_NAMESPACE.to_string(),
     };
     let strip_prefix = match fields.take("strip_prefix") {
-        Some((p, v)) => v
-            .as_bool()
-            .ok_or_else(|| refuse(&p, format!("must be true or false, not {}", kind(v))))?,
+        Some((p, v)) => boolean(&p, v)?,
         None => true,
     };
     let authority_template = template(
@@ -421,12 +740,33 @@ fn parse_routing(path: &str, value: &Value) -> Result<Routing, ConfigError> {
             format!("{cluster_header:?} is also the authority_header"),
         ));
     }
+    let workspace_domain = match fields.take("workspace_domain") {
+        Some((p, v)) => {
+            let domain = string(&p, v)?.to_ascii_lowercase();
+            if !is_authority(&domain) || domain.contains(':') || !domain.contains('.') {
+                return Err(refuse(
+                    &p,
+                    format!("{domain:?} is not a DNS domain such as \"dev.example.com\""),
+                ));
+            }
+            if mode != "per-repo" {
+                return Err(refuse(
+                    &p,
+                    "host-based workspaces need mode \"per-repo\": the host names the Service, and only a per-repo Service is a whole origin of one repository",
+                ));
+            }
+            Some(domain)
+        }
+        None => None,
+    };
     fields.finish()?;
     Ok(Routing {
         mode: match mode {
             "shared" => Mode::Shared { service },
+            "per-user" => Mode::PerUser,
             _ => Mode::PerRepo,
         },
+        workspace_domain,
         namespace,
         strip_prefix,
         authority_template,
@@ -477,14 +817,14 @@ fn header(fields: &mut Fields, key: &'static str, default: &str) -> Result<Strin
 }
 
 /// Walks one JSON object, remembering which keys were read so that the rest can be refused.
-struct Fields<'a> {
+pub(crate) struct Fields<'a> {
     path: String,
     map: &'a Map<String, Value>,
     read: Vec<&'static str>,
 }
 
 impl<'a> Fields<'a> {
-    fn new(path: &str, value: &'a Value) -> Result<Self, ConfigError> {
+    pub(crate) fn new(path: &str, value: &'a Value) -> Result<Self, ConfigError> {
         let shown = if path.is_empty() { "(root)" } else { path };
         let map = value
             .as_object()
@@ -496,7 +836,7 @@ impl<'a> Fields<'a> {
         })
     }
 
-    fn child(&self, key: &str) -> String {
+    pub(crate) fn child(&self, key: &str) -> String {
         if self.path.is_empty() {
             key.to_string()
         } else {
@@ -505,7 +845,7 @@ impl<'a> Fields<'a> {
     }
 
     /// JSON `null` counts as absent, as it does for protobuf Struct values.
-    fn take(&mut self, key: &'static str) -> Option<(String, &'a Value)> {
+    pub(crate) fn take(&mut self, key: &'static str) -> Option<(String, &'a Value)> {
         self.read.push(key);
         self.map
             .get(key)
@@ -513,7 +853,7 @@ impl<'a> Fields<'a> {
             .map(|v| (self.child(key), v))
     }
 
-    fn finish(self) -> Result<(), ConfigError> {
+    pub(crate) fn finish(self) -> Result<(), ConfigError> {
         match self.map.keys().find(|k| !self.read.contains(&k.as_str())) {
             Some(unknown) => Err(refuse(
                 &self.child(unknown),
@@ -524,13 +864,13 @@ impl<'a> Fields<'a> {
     }
 }
 
-fn string<'v>(path: &str, value: &'v Value) -> Result<&'v str, ConfigError> {
+pub(crate) fn string<'v>(path: &str, value: &'v Value) -> Result<&'v str, ConfigError> {
     value
         .as_str()
         .ok_or_else(|| refuse(path, format!("must be a string, not {}", kind(value))))
 }
 
-fn kind(value: &Value) -> &'static str {
+pub(crate) fn kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -541,10 +881,12 @@ fn kind(value: &Value) -> &'static str {
     }
 }
 
-/// `"2s"`, `"1.5s"`, `"500ms"`: the duration spelling of Envoy and Istio configs.
+/// `"2s"`, `"1.5s"`, `"500ms"`, `"5m"`: the duration spelling of Envoy and Istio configs.
 fn parse_duration(text: &str) -> Option<Duration> {
     let (number, scale) = if let Some(ms) = text.strip_suffix("ms") {
         (ms, 1e-3)
+    } else if let Some(m) = text.strip_suffix('m') {
+        (m, 60.0)
     } else {
         (text.strip_suffix('s')?, 1.0)
     };
@@ -595,7 +937,23 @@ mod tests {
         assert_eq!(config.outpost.authority, None);
         assert_eq!(config.outpost.path_prefix, DEFAULT_CHECK_PREFIX);
         assert_eq!(config.outpost.timeout, Duration::from_secs(2));
-        assert_eq!(config.identity_headers.len(), 11);
+        assert_eq!(config.identity_headers.len(), 6);
+        assert!(!config
+            .identity_headers
+            .iter()
+            .any(|h| h.starts_with("x-authentik-meta-")));
+        assert_eq!(config.credentials.cookie_prefixes, vec!["authentik_"]);
+        assert!(!config.credentials.forward_authorization);
+        assert_eq!(config.cache.ttl, Duration::from_secs(30));
+        assert_eq!(config.cache.max_entries, 4096);
+        assert_eq!(config.access, None);
+        assert_eq!(
+            config.starting_page.map(|s| s.refresh),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(config.forges.gitlab, "https://gitlab.com");
+        assert_eq!(config.routing.workspace_domain, None);
+        assert!(config.access_log);
         assert!(!config
             .identity_headers
             .contains(&"x-authentik-jwt".to_string()));
@@ -665,6 +1023,66 @@ mod tests {
     #[test]
     fn every_refusal_names_the_path_and_reason() {
         let cases = [
+            (
+                r#"{"outpost":{"cluster":"c"},"cache":{"ttl":"2h"}}"#,
+                "cache.ttl: \"2h\" is not a duration",
+            ),
+            (
+                r#"{"outpost":{"cluster":"c"},"cache":{"ttl":"61m"}}"#,
+                "cache.ttl: \"61m\" is not a duration",
+            ),
+            (
+                r#"{"outpost":{"cluster":"c"},"cache":{"max_entries":0}}"#,
+                "cache.max_entries: must be a whole number in 1..1048576",
+            ),
+            (
+                r#"{"outpost":{"cluster":"c"},"cache":{"size":1}}"#,
+                "cache.size: unknown field",
+            ),
+            (
+                r#"{"outpost":{"cluster":"c"},"credentials":{"session_cookie_prefixes":["sso_"]}}"#,
+                "credentials.session_cookie_prefixes: must cover authentik's own cookies",
+            ),
+            (
+                r#"{"outpost":{"cluster":"c"},"credentials":{"session_cookie_prefixes":["a;b"]}}"#,
+                "credentials.session_cookie_prefixes[0]: \"a;b\" is not a cookie name prefix",
+            ),
+            (
+                r#"{"outpost":{"cluster":"c"},"credentials":{"forward_authorization":"yes"}}"#,
+                "credentials.forward_authorization: must be true or false, not a string",
+            ),
+            (
+                r#"{"outpost":{"cluster":"c"},"starting_page":{"refresh":"0s"}}"#,
+                "starting_page.refresh: \"0s\" is outside 1s..60s",
+            ),
+            (
+                r#"{"outpost":{"cluster":"c"},"forges":{"gitlab":{"base_url":"gitlab.example.com"}}}"#,
+                "forges.gitlab.base_url: \"gitlab.example.com\" is not an https://",
+            ),
+            (
+                r#"{"outpost":{"cluster":"c"},"forges":{"gitea":{}}}"#,
+                "forges.gitea: unknown field",
+            ),
+            (
+                r#"{"outpost":{"cluster":"c"},"routing":{"workspace_domain":"dev.example.com"}}"#,
+                "routing.workspace_domain: host-based workspaces need mode \"per-repo\"",
+            ),
+            (
+                r#"{"outpost":{"cluster":"c"},"routing":{"mode":"per-repo","workspace_domain":"localhost"}}"#,
+                "routing.workspace_domain: \"localhost\" is not a DNS domain",
+            ),
+            (
+                r#"{"outpost":{"cluster":"c"},"routing":{"mode":"per-user"},"identity_headers":["x-authentik-uid"]}"#,
+                "identity_headers: per-user routing needs x-authentik-username",
+            ),
+            (
+                r#"{"outpost":{"cluster":"c"},"access":{"rules":[]}}"#,
+                "access.default: is required",
+            ),
+            (
+                r#"{"outpost":{"cluster":"c"},"access_log":1}"#,
+                "access_log: must be true or false, not a number",
+            ),
             (
                 "",
                 "outpost.cluster: is required, and the configuration is empty",
@@ -771,7 +1189,7 @@ mod tests {
             ),
             (
                 r#"{"outpost":{"cluster":"c"},"routing":{"mode":"perrepo"}}"#,
-                "routing.mode: \"perrepo\" is not \"shared\" or \"per-repo\"",
+                "routing.mode: \"perrepo\" is not \"shared\", \"per-repo\" or \"per-user\"",
             ),
             (
                 r#"{"outpost":{"cluster":"c"},"routing":{"mode":"per-repo","service":"x"}}"#,
@@ -844,7 +1262,10 @@ mod tests {
         assert_eq!(parse_duration("2s"), Some(Duration::from_secs(2)));
         assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
         assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
-        for bad in ["", "s", "ms", "2", "-1s", "1e3s", "2m", "NaNs", "1..2s"] {
+        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+        for bad in [
+            "", "s", "ms", "m", "2", "-1s", "1e3s", "2h", "NaNs", "1..2s", "61m",
+        ] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
     }

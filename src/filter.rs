@@ -1,27 +1,29 @@
-//! The proxy-wasm adapter: reads what the host gives, asks `request` what to do, does it.
-//! Nothing here decides; one request moves `Start → Checking → Forwarded | Answered`.
+//! The proxy-wasm adapter: reads what the host gives, asks the pure modules what to do, does it.
+//! Nothing here decides; one request moves `Start → Checking → Forwarded | Answered`, and the root
+//! context wakes cold workspaces with calls of its own (a request's calls end with the request).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
 
 use crate::auth::OutpostResponse;
+use crate::cache;
 use crate::config::{self, Config};
-use crate::reply::{self, LocalReply};
-use crate::request::{self, Edit, Next, Pending, Resume};
+use crate::headers;
+use crate::reply::{self, Client, LocalReply};
+use crate::request::{self, Edit, Next, Pending, Resume, Workspace};
+use crate::starting::{self, Navigation, Warmth};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
 }}
 
-/// Counters, exported by Envoy as `wasmcustom.devcontainer_gateway_<name>`.
-#[derive(Default)]
-struct Metrics {
-    ids: Vec<Option<u32>>,
-}
-
+/// Counters and histograms, exported by Envoy as `wasmcustom.devcontainer_gateway_<name>`.
 #[derive(Clone, Copy)]
 enum Counter {
     Checks = 0,
@@ -32,9 +34,15 @@ enum Counter {
     BadRequests,
     Local,
     Spoofed,
+    CacheHits,
+    CacheMisses,
+    Denied,
+    StartingPages,
+    ColdStarts,
+    WorkspaceHeadersDropped,
 }
 
-const COUNTER_NAMES: [&str; 8] = [
+const COUNTER_NAMES: [&str; 14] = [
     "devcontainer_gateway_outpost_checks_total",
     "devcontainer_gateway_allowed_total",
     "devcontainer_gateway_auth_redirects_total",
@@ -43,35 +51,119 @@ const COUNTER_NAMES: [&str; 8] = [
     "devcontainer_gateway_bad_requests_total",
     "devcontainer_gateway_local_replies_total",
     "devcontainer_gateway_spoofed_headers_total",
+    "devcontainer_gateway_cache_hits_total",
+    "devcontainer_gateway_cache_misses_total",
+    "devcontainer_gateway_access_denied_total",
+    "devcontainer_gateway_starting_pages_total",
+    "devcontainer_gateway_cold_starts_total",
+    "devcontainer_gateway_workspace_headers_dropped_total",
 ];
+
+#[derive(Clone, Copy)]
+enum Histogram {
+    OutpostLatency = 0,
+    ColdStartWait,
+}
+
+const HISTOGRAM_NAMES: [&str; 2] = [
+    "devcontainer_gateway_outpost_latency_ms",
+    "devcontainer_gateway_cold_start_wait_ms",
+];
+
+#[derive(Default)]
+struct Metrics {
+    counters: Vec<Option<u32>>,
+    histograms: Vec<Option<u32>>,
+}
 
 impl Metrics {
     fn define() -> Metrics {
-        let ids = COUNTER_NAMES
-            .iter()
-            .map(|name| proxy_wasm::hostcalls::define_metric(MetricType::Counter, name).ok())
-            .collect();
-        Metrics { ids }
+        let define = |kind, names: &[&str]| {
+            names
+                .iter()
+                .map(|name| proxy_wasm::hostcalls::define_metric(kind, name).ok())
+                .collect()
+        };
+        Metrics {
+            counters: define(MetricType::Counter, &COUNTER_NAMES),
+            histograms: define(MetricType::Histogram, &HISTOGRAM_NAMES),
+        }
     }
 
     fn add(&self, counter: Counter, n: usize) {
         if n == 0 {
             return;
         }
-        if let Some(Some(id)) = self.ids.get(counter as usize) {
+        if let Some(Some(id)) = self.counters.get(counter as usize) {
             let _ =
                 proxy_wasm::hostcalls::increment_metric(*id, i64::try_from(n).unwrap_or(i64::MAX));
         }
     }
+
+    fn record(&self, histogram: Histogram, value: u64) {
+        if let Some(Some(id)) = self.histograms.get(histogram as usize) {
+            let _ = proxy_wasm::hostcalls::record_metric(*id, value);
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    proxy_wasm::hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A workspace to wake, queued by a request and called by the root context.
+struct Wake {
+    service: String,
+    since: u64,
+    cluster: String,
+    headers: Vec<(String, String)>,
+}
+
+/// What the root context and this worker's requests share.
+#[derive(Default)]
+struct Shared {
+    wakes: Vec<Wake>,
+    /// When this worker last told the others that a Service answered, to write that at most
+    /// every few seconds per Service rather than on every response.
+    marked_warm: HashMap<String, u64>,
 }
 
 #[derive(Default)]
 struct Root {
     config: Option<Rc<Config>>,
     metrics: Rc<Metrics>,
+    shared: Rc<RefCell<Shared>>,
+    /// Wake-up calls under way: token → (Service, since).
+    calls: HashMap<u32, (String, u64)>,
 }
 
-impl Context for Root {}
+impl Context for Root {
+    fn on_http_call_response(&mut self, token: u32, _headers: usize, _body: usize, _: usize) {
+        let Some((service, since)) = self.calls.remove(&token) else {
+            return;
+        };
+        let status = self
+            .get_http_call_response_header(":status")
+            .and_then(|s| s.parse::<u32>().ok());
+        let now = now_ms();
+        let warmth = if starting::is_awake(status) {
+            self.metrics
+                .record(Histogram::ColdStartWait, now.saturating_sub(since));
+            Warmth::Warm { at: now }
+        } else {
+            log::warn!("devcontainer-gateway: waking {service:?} failed: answer {status:?}");
+            Warmth::Failed { at: now }
+        };
+        let _ = self.set_shared_data(
+            &starting::key(&service),
+            Some(&starting::encode(warmth)),
+            None,
+        );
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
@@ -79,13 +171,17 @@ impl RootContext for Root {
         match config::parse(&bytes) {
             Ok(config) => {
                 log::info!(
-                    "devcontainer-gateway {} configured: outpost cluster {:?}, routing {:?}",
+                    "devcontainer-gateway {} configured: outpost cluster {:?}, routing {:?}, cache ttl {:?}",
                     reply::VERSION,
                     config.outpost.cluster,
-                    config.routing.mode
+                    config.routing.mode,
+                    config.cache.ttl
                 );
+                if config.starting_page.is_some() {
+                    self.set_tick_period(Duration::from_millis(200));
+                }
                 self.config = Some(Rc::new(config));
-                if self.metrics.ids.is_empty() {
+                if self.metrics.counters.is_empty() {
                     self.metrics = Rc::new(Metrics::define());
                 }
                 true
@@ -97,11 +193,51 @@ impl RootContext for Root {
         }
     }
 
+    fn on_tick(&mut self) {
+        let wakes = std::mem::take(&mut self.shared.borrow_mut().wakes);
+        let Some(config) = self.config.clone() else {
+            return;
+        };
+        let Some(starting_page) = config.starting_page else {
+            return;
+        };
+        for wake in wakes {
+            let headers: Vec<(&str, &str)> = wake
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect();
+            match self.dispatch_http_call(
+                &wake.cluster,
+                headers,
+                None,
+                vec![],
+                starting_page.wake_timeout,
+            ) {
+                Ok(token) => {
+                    self.calls.insert(token, (wake.service, wake.since));
+                }
+                Err(status) => {
+                    log::warn!(
+                        "devcontainer-gateway: cannot wake {:?}: {status:?}",
+                        wake.service
+                    );
+                    let failed = starting::encode(Warmth::Failed { at: now_ms() });
+                    let _ =
+                        self.set_shared_data(&starting::key(&wake.service), Some(&failed), None);
+                }
+            }
+        }
+    }
+
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Filter {
             config: self.config.clone(),
             metrics: Rc::clone(&self.metrics),
+            shared: Rc::clone(&self.shared),
             state: State::Start,
+            started: 0,
+            request_id: None,
         }))
     }
 
@@ -112,16 +248,41 @@ impl RootContext for Root {
 
 enum State {
     Start,
-    Checking { token: u32, pending: Pending },
-    Forwarded { set_cookies: Vec<Vec<u8>> },
+    Checking {
+        token: u32,
+        pending: Pending,
+        /// The cache slot's version when it was read, so a slow answer cannot overwrite a newer
+        /// entry or a logout that came in between.
+        cas: Option<u32>,
+        sent: u64,
+    },
+    Forwarded {
+        set_cookies: Vec<Vec<u8>>,
+        workspace: Option<Workspace>,
+        client: Client,
+    },
     Answered,
+    /// The workspace's response is on its way; the rest of the exchange (request body, WebSocket
+    /// frames) flows untouched.
+    Responding,
 }
 
 struct Filter {
     /// `None` only if the host runs the filter without a configuration it accepted.
     config: Option<Rc<Config>>,
     metrics: Rc<Metrics>,
+    shared: Rc<RefCell<Shared>>,
     state: State,
+    started: u64,
+    request_id: Option<String>,
+}
+
+/// How a decision came about, for the access log.
+#[derive(Clone, Copy)]
+enum Source {
+    Local,
+    Outpost,
+    Cache,
 }
 
 impl Filter {
@@ -135,19 +296,13 @@ impl Filter {
             _ => Counter::Local,
         };
         self.metrics.add(counter, 1);
-        let headers: Vec<(&str, &str)> = reply
-            .headers
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .collect();
-        self.send_http_response(reply.status, headers, Some(&reply.body));
-        self.state = State::Answered;
+        self.send_page(reply);
     }
 
     /// Fail closed when the host runs the filter without a configuration it accepted.
     fn refuse_unconfigured(&mut self) {
         self.answer(
-            reply::refuse(503, "the gateway is not configured", false),
+            reply::refuse(503, "the gateway is not configured", &Client::default()),
             false,
         );
     }
@@ -159,6 +314,159 @@ impl Filter {
                 Edit::Remove(name) => self.set_http_request_header_bytes(&name, None),
             }
         }
+    }
+
+    fn log(&self, user: &str, repo: &str, outcome: &str, status: u32, source: Source) {
+        if !self.config.as_ref().is_some_and(|c| c.access_log) {
+            return;
+        }
+        let source = match source {
+            Source::Local => "local",
+            Source::Outpost => "outpost",
+            Source::Cache => "cache",
+        };
+        log::info!(
+            "access user={user:?} repo={repo:?} outcome={outcome} status={status} decided_by={source} latency_ms={} request_id={:?}",
+            now_ms().saturating_sub(self.started),
+            self.request_id.as_deref().unwrap_or("-"),
+        );
+    }
+
+    /// Carries out what the check (or the cache) decided; true when the request goes on.
+    fn resume(
+        &mut self,
+        config: &Config,
+        resume: Resume,
+        client: Client,
+        repo: Option<String>,
+        source: Source,
+    ) -> bool {
+        match resume {
+            Resume::Answer(reply) => {
+                let outcome = match reply.status {
+                    300..=399 => "redirected",
+                    400..=499 => "refused",
+                    _ => "failed",
+                };
+                self.log(
+                    "-",
+                    repo.as_deref().unwrap_or("-"),
+                    outcome,
+                    reply.status,
+                    source,
+                );
+                self.answer(reply, true);
+                false
+            }
+            Resume::Deny(reply) => {
+                self.log("-", repo.as_deref().unwrap_or("-"), "denied", 403, source);
+                self.metrics.add(Counter::Denied, 1);
+                self.send_page(reply);
+                false
+            }
+            Resume::Forward {
+                edits,
+                set_cookies,
+                workspace,
+            } => {
+                if let Some(ws) = &workspace {
+                    if let Some(page) = self.starting_page(config, ws, &client) {
+                        self.log(&ws.user, &ws.repo, "starting", page.status, source);
+                        self.metrics.add(Counter::StartingPages, 1);
+                        self.send_page(page);
+                        return false;
+                    }
+                    self.log(&ws.user, &ws.repo, "allowed", 0, source);
+                }
+                self.metrics.add(Counter::Allowed, 1);
+                self.apply(edits);
+                self.state = State::Forwarded {
+                    set_cookies,
+                    workspace,
+                    client,
+                };
+                true
+            }
+        }
+    }
+
+    fn send_page(&mut self, page: LocalReply) {
+        let headers: Vec<(&str, &str)> = page
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        self.send_http_response(page.status, headers, Some(&page.body));
+        self.state = State::Answered;
+    }
+
+    /// The starting page, when a browser navigates to a workspace not known to be warm (and the
+    /// wake-up call it needs, queued for the root context).
+    fn starting_page(
+        &self,
+        config: &Config,
+        ws: &Workspace,
+        client: &Client,
+    ) -> Option<LocalReply> {
+        let starting_page = config.starting_page?;
+        if !ws.navigation {
+            return None;
+        }
+        let key = starting::key(&ws.service);
+        let (bytes, cas) = self.get_shared_data(&key);
+        let warmth = bytes.as_deref().and_then(starting::decode);
+        let now = now_ms();
+        match starting::navigate(&starting_page, warmth, now) {
+            Navigation::Forward => None,
+            Navigation::Page { since, wake } => {
+                if wake {
+                    self.wake(ws, now, cas);
+                }
+                Some(reply::starting(
+                    202,
+                    &ws.repo,
+                    now.saturating_sub(since) / 1000,
+                    starting_page.refresh.as_secs(),
+                    client,
+                ))
+            }
+        }
+    }
+
+    /// Claims the wake-up of `ws` for this worker (compare-and-swap: one wake across workers)
+    /// and queues the call.
+    fn wake(&self, ws: &Workspace, now: u64, cas: Option<u32>) {
+        let waking = starting::encode(Warmth::Waking { since: now });
+        if self
+            .set_shared_data(&starting::key(&ws.service), Some(&waking), cas.or(Some(0)))
+            .is_err()
+        {
+            return;
+        }
+        self.metrics.add(Counter::ColdStarts, 1);
+        self.shared.borrow_mut().wakes.push(Wake {
+            service: ws.service.clone(),
+            since: now,
+            cluster: ws.cluster.clone(),
+            headers: ws.wake.clone(),
+        });
+    }
+
+    /// A workspace answered: tell the other workers, at most every few seconds per Service.
+    fn mark_warm(&self, config: &Config, service: &str) {
+        let Some(starting_page) = config.starting_page else {
+            return;
+        };
+        let now = now_ms();
+        let every = u64::try_from(starting_page.warm_for.as_millis() / 4).unwrap_or(u64::MAX);
+        let mut shared = self.shared.borrow_mut();
+        let last = shared.marked_warm.get(service).copied().unwrap_or(0);
+        if now.saturating_sub(last) < every {
+            return;
+        }
+        shared.marked_warm.insert(service.to_string(), now);
+        let warm = starting::encode(Warmth::Warm { at: now });
+        let _ = self.set_shared_data(&starting::key(service), Some(&warm), None);
     }
 }
 
@@ -179,10 +487,15 @@ impl Context for Filter {
         if *expected != token {
             return;
         }
-        let State::Checking { pending, .. } = std::mem::replace(&mut self.state, State::Answered)
+        let State::Checking {
+            pending, cas, sent, ..
+        } = std::mem::replace(&mut self.state, State::Answered)
         else {
             return;
         };
+        let now = now_ms();
+        self.metrics
+            .record(Histogram::OutpostLatency, now.saturating_sub(sent));
         // Zero headers: the call failed (timeout, reset, refused connection).
         let response = (num_headers > 0).then(|| OutpostResponse {
             headers: self
@@ -200,14 +513,21 @@ impl Context for Filter {
         let Some(config) = self.config.clone() else {
             return self.refuse_unconfigured();
         };
-        match request::on_outpost_response(&config, &pending, response.as_ref()) {
-            Resume::Answer(reply) => self.answer(reply, true),
-            Resume::Forward { edits, set_cookies } => {
-                self.metrics.add(Counter::Allowed, 1);
-                self.apply(edits);
-                self.state = State::Forwarded { set_cookies };
-                self.resume_http_request();
-            }
+        let (resume, remember) = request::on_outpost_response(&config, &pending, response.as_ref());
+        if let (Some(identity), Some(key)) = (remember, pending.cache_key()) {
+            let ttl = u64::try_from(config.cache.ttl.as_millis()).unwrap_or(u64::MAX);
+            let entry = cache::encode(key, now.saturating_add(ttl), &identity);
+            // A mismatch means another request wrote this slot meanwhile (or a logout did): its
+            // entry wins.
+            let _ = self.set_shared_data(
+                &cache::slot(key, config.cache.max_entries),
+                Some(&entry),
+                cas.or(Some(0)),
+            );
+        }
+        let client = pending.client().clone();
+        if self.resume(&config, resume, client, pending.repo(), Source::Outpost) {
+            self.resume_http_request();
         }
     }
 }
@@ -218,24 +538,64 @@ impl HttpContext for Filter {
             self.refuse_unconfigured();
             return Action::Pause;
         };
+        self.started = now_ms();
         let headers = self.get_http_request_headers_bytes();
         let decision = request::on_request_headers(&config, &headers);
         self.metrics.add(Counter::Spoofed, decision.strip.len());
         for name in &decision.strip {
             self.set_http_request_header_bytes(name, None);
         }
+        if let Some(key) = &decision.forget {
+            let slot = cache::slot(key, config.cache.max_entries);
+            let _ = self.set_shared_data(&slot, Some(&cache::tombstone()), None);
+        }
         match decision.next {
             Next::Continue => {
                 self.state = State::Forwarded {
                     set_cookies: Vec::new(),
+                    workspace: None,
+                    client: Client::default(),
                 };
                 Action::Continue
             }
             Next::Answer(reply) => {
+                if reply.status >= 400 {
+                    self.request_id = headers
+                        .iter()
+                        .find(|(n, _)| n == "x-request-id")
+                        .and_then(|(_, v)| String::from_utf8(v.clone()).ok());
+                    self.log("-", "-", "bad-request", reply.status, Source::Local);
+                }
                 self.answer(reply, false);
                 Action::Pause
             }
             Next::Check { call, pending } => {
+                self.request_id = pending.client().request_id.clone();
+                let mut cas = None;
+                if let Some(key) = pending.cache_key() {
+                    let (bytes, version) =
+                        self.get_shared_data(&cache::slot(key, config.cache.max_entries));
+                    cas = version;
+                    match bytes.and_then(|b| cache::decode(&b, key, self.started)) {
+                        Some(identity) => {
+                            self.metrics.add(Counter::CacheHits, 1);
+                            let resume = request::on_identity(&config, &pending, identity, vec![]);
+                            let client = pending.client().clone();
+                            return if self.resume(
+                                &config,
+                                resume,
+                                client,
+                                pending.repo(),
+                                Source::Cache,
+                            ) {
+                                Action::Continue
+                            } else {
+                                Action::Pause
+                            };
+                        }
+                        None => self.metrics.add(Counter::CacheMisses, 1),
+                    }
+                }
                 let headers: Vec<(&str, &str)> =
                     call.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
                 match self.dispatch_http_call(
@@ -247,16 +607,30 @@ impl HttpContext for Filter {
                 ) {
                     Ok(token) => {
                         self.metrics.add(Counter::Checks, 1);
-                        self.state = State::Checking { token, pending };
+                        self.state = State::Checking {
+                            token,
+                            pending,
+                            cas,
+                            sent: now_ms(),
+                        };
                     }
                     Err(status) => {
                         log::warn!(
                             "devcontainer-gateway: cannot call outpost cluster {:?}: {status:?}",
                             config.outpost.cluster
                         );
-                        let json = pending.wants_json();
-                        let reply =
-                            reply::refuse(503, "the authentication service is unreachable", json);
+                        let reply = reply::refuse(
+                            503,
+                            "the authentication service is unreachable",
+                            pending.client(),
+                        );
+                        self.log(
+                            "-",
+                            &pending.repo().unwrap_or_default(),
+                            "failed",
+                            503,
+                            Source::Local,
+                        );
                         self.answer(reply, false);
                     }
                 }
@@ -275,10 +649,70 @@ impl HttpContext for Filter {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        if let State::Forwarded { set_cookies } = &self.state {
-            for cookie in set_cookies {
-                self.add_http_response_header_bytes("set-cookie", cookie);
+        let State::Forwarded {
+            set_cookies,
+            workspace,
+            client,
+        } = std::mem::replace(&mut self.state, State::Responding)
+        else {
+            return Action::Continue;
+        };
+        let Some(config) = self.config.clone() else {
+            return Action::Continue;
+        };
+        if let Some(ws) = &workspace {
+            let headers = self.get_http_response_headers_bytes();
+            let status = headers
+                .iter()
+                .find(|(n, _)| n == ":status")
+                .and_then(|(_, v)| std::str::from_utf8(v).ok())
+                .and_then(|s| s.parse::<u32>().ok());
+            if config.starting_page.is_some() && !starting::is_awake(status) {
+                // Knative (or Envoy) could not serve yet: the workspace is still starting.
+                let reply = if ws.navigation {
+                    let now = now_ms();
+                    self.wake(ws, now, None);
+                    self.metrics.add(Counter::StartingPages, 1);
+                    reply::starting(
+                        503,
+                        &ws.repo,
+                        0,
+                        config.starting_page.map_or(2, |s| s.refresh.as_secs()),
+                        &client,
+                    )
+                } else {
+                    let mut reply = reply::refuse(
+                        503,
+                        "the workspace is still starting; retry shortly",
+                        &client,
+                    );
+                    reply.headers.push(("retry-after".into(), "2".into()));
+                    reply
+                };
+                self.send_page(reply);
+                return Action::Pause;
             }
+            self.mark_warm(&config, &ws.service);
+            let fix = headers::fix_response(&config.credentials, &headers);
+            if fix.dropped > 0 {
+                self.metrics
+                    .add(Counter::WorkspaceHeadersDropped, fix.dropped);
+                log::warn!(
+                    "devcontainer-gateway: dropped {} response header(s) of workspace {:?}: {:?}",
+                    fix.dropped,
+                    ws.service,
+                    fix.remove
+                );
+                for name in &fix.remove {
+                    self.set_http_response_header(name, None);
+                }
+                for cookie in &fix.keep_cookies {
+                    self.add_http_response_header_bytes("set-cookie", cookie);
+                }
+            }
+        }
+        for cookie in &set_cookies {
+            self.add_http_response_header_bytes("set-cookie", cookie);
         }
         Action::Continue
     }

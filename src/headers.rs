@@ -1,16 +1,13 @@
 //! Which request headers the client may not send, and what of the user's credentials must not
 //! reach a workspace.
 
-use crate::config::Config;
+use crate::config::{Config, Credentials};
 
 /// Headers the filter sets itself on routed requests (besides the configured routing headers).
-pub const FILTER_OWNED: [&str; 2] = ["x-github-repo", "x-forwarded-prefix"];
+pub const FILTER_OWNED: [&str; 3] = ["x-github-repo", "x-repo-url", "x-forwarded-prefix"];
 
 /// Headers that carry the user's credentials; a workspace runs code from any repository.
 pub const CREDENTIALS: [&str; 2] = ["authorization", "proxy-authorization"];
-
-/// Cookies of authentik (`authentik_proxy_<hash>` sessions, `authentik_session`, `authentik_csrf`).
-const CREDENTIAL_COOKIE_PREFIX: &str = "authentik_";
 
 /// Names compared the way CGI-style upstreams (nginx, PHP, WSGI) see them: case-insensitive, with
 /// `_` and `-` the same character.
@@ -46,17 +43,16 @@ pub fn spoofed<'h>(config: &Config, names: impl IntoIterator<Item = &'h str>) ->
     remove
 }
 
-/// The `Cookie` value without authentik's cookies, or `None` when nothing else is left.
-pub fn without_session_cookies(cookie: &[u8]) -> Option<Vec<u8>> {
+/// The `Cookie` value without authentik's cookies, or `None` when nothing else is left. The
+/// workspace's own cookies keep their order.
+pub fn without_session_cookies(credentials: &Credentials, cookie: &[u8]) -> Option<Vec<u8>> {
     let kept: Vec<&[u8]> = cookie
         .split(|b| *b == b';')
         .map(trim)
         .filter(|pair| !pair.is_empty())
         .filter(|pair| {
             let name = pair.split(|b| *b == b'=').next().unwrap_or_default();
-            !trim(name)
-                .to_ascii_lowercase()
-                .starts_with(CREDENTIAL_COOKIE_PREFIX.as_bytes())
+            !credentials.is_session_cookie(trim(name))
         })
         .collect();
     if kept.is_empty() {
@@ -64,6 +60,57 @@ pub fn without_session_cookies(cookie: &[u8]) -> Option<Vec<u8>> {
     } else {
         Some(kept.join(&b"; "[..]))
     }
+}
+
+/// What a workspace's response may not carry: identity headers (it cannot speak for the outpost)
+/// and cookies in authentik's namespace or for a wider domain than its own host.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ResponseFix {
+    /// Header names to remove entirely (identity headers, and `set-cookie` when any is dropped).
+    pub remove: Vec<String>,
+    /// The `Set-Cookie` values to put back, in order, when `set-cookie` was removed.
+    pub keep_cookies: Vec<Vec<u8>>,
+    /// How many header values were dropped.
+    pub dropped: usize,
+}
+
+pub fn fix_response(credentials: &Credentials, headers: &[(String, Vec<u8>)]) -> ResponseFix {
+    let mut fix = ResponseFix::default();
+    let mut any_cookie_dropped = false;
+    for (name, value) in headers {
+        if canonical(name).starts_with("x-authentik-") {
+            if !fix.remove.contains(name) {
+                fix.remove.push(name.clone());
+            }
+            fix.dropped += 1;
+        } else if name.eq_ignore_ascii_case("set-cookie") {
+            if is_hostile_cookie(credentials, value) {
+                any_cookie_dropped = true;
+                fix.dropped += 1;
+            } else {
+                fix.keep_cookies.push(value.clone());
+            }
+        }
+    }
+    if any_cookie_dropped {
+        fix.remove.push("set-cookie".into());
+    } else {
+        fix.keep_cookies.clear();
+    }
+    fix
+}
+
+/// A `Set-Cookie` in authentik's namespace (it could log the user out, or fixate a session), or
+/// with any `Domain` attribute (host-only cookies are the only ones that stay with one workspace).
+fn is_hostile_cookie(credentials: &Credentials, value: &[u8]) -> bool {
+    let mut parts = value.split(|b| *b == b';');
+    let pair = trim(parts.next().unwrap_or_default());
+    let name = trim(pair.split(|b| *b == b'=').next().unwrap_or_default());
+    credentials.is_session_cookie(name)
+        || parts.any(|attribute| {
+            let key = trim(attribute.split(|b| *b == b'=').next().unwrap_or_default());
+            key.eq_ignore_ascii_case(b"domain")
+        })
 }
 
 fn trim(bytes: &[u8]) -> &[u8] {
@@ -137,14 +184,53 @@ mod tests {
 
     #[test]
     fn session_cookies_are_removed_and_others_kept() {
+        let c = config().credentials;
         let cookie =
             b"theme=dark; authentik_proxy_3f2a1b4c=abc; code-server-session=s1;authentik_session=x";
         assert_eq!(
-            without_session_cookies(cookie).unwrap(),
+            without_session_cookies(&c, cookie).unwrap(),
             b"theme=dark; code-server-session=s1"
         );
-        assert_eq!(without_session_cookies(b"Authentik_Proxy_1=a"), None);
-        assert_eq!(without_session_cookies(b" ; "), None);
-        assert_eq!(without_session_cookies(b"a=1").unwrap(), b"a=1");
+        assert_eq!(without_session_cookies(&c, b"Authentik_Proxy_1=a"), None);
+        assert_eq!(without_session_cookies(&c, b" ; "), None);
+        assert_eq!(without_session_cookies(&c, b"a=1").unwrap(), b"a=1");
+        let wider = crate::config::parse(
+            br#"{"outpost":{"cluster":"c"},"credentials":{"session_cookie_prefixes":["authentik_","sso_"]}}"#,
+        )
+        .unwrap()
+        .credentials;
+        assert_eq!(
+            without_session_cookies(&wider, b"sso_t=1; a=1; authentik_proxy_x=2").unwrap(),
+            b"a=1"
+        );
+    }
+
+    #[test]
+    fn hostile_response_headers_are_dropped_and_the_rest_kept_in_order() {
+        let c = config().credentials;
+        let headers: Vec<(String, Vec<u8>)> = [
+            (":status", "200"),
+            ("set-cookie", "a=1; Path=/"),
+            ("set-cookie", "authentik_proxy_1=stolen; Path=/"),
+            ("x-authentik-username", "root"),
+            ("set-cookie", "b=2; domain=.example.com"),
+            ("X_Authentik_Groups", "admins"),
+            ("set-cookie", "c=3; HttpOnly"),
+        ]
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+        .collect();
+        let fix = fix_response(&c, &headers);
+        assert_eq!(
+            fix.remove,
+            vec!["x-authentik-username", "X_Authentik_Groups", "set-cookie"]
+        );
+        assert_eq!(
+            fix.keep_cookies,
+            vec![b"a=1; Path=/".to_vec(), b"c=3; HttpOnly".to_vec()]
+        );
+        assert_eq!(fix.dropped, 4);
+        let clean = fix_response(&c, &headers[..2]);
+        assert_eq!(clean, ResponseFix::default());
     }
 }

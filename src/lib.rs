@@ -3,13 +3,16 @@
 //! host; only `filter` talks to the proxy.
 
 pub mod auth;
+pub mod cache;
 pub mod config;
 pub mod headers;
 pub mod names;
+pub mod policy;
 pub mod render;
 pub mod reply;
 pub mod request;
 pub mod route;
+pub mod starting;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;

@@ -11,19 +11,72 @@ use sha2::{Digest, Sha256};
 pub const MAX_SERVICE_NAME: usize = 57;
 const HASH_HEX: usize = 10;
 
-/// A GitHub repository, validated and in canonical form: lower case (GitHub compares names
+/// The code hosts a workspace can be opened from: the first path segment names one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Forge {
+    GitHub,
+    GitLab,
+    Bitbucket,
+}
+
+impl Forge {
+    pub const ALL: [Forge; 3] = [Forge::GitHub, Forge::GitLab, Forge::Bitbucket];
+
+    /// The path segment (and policy pattern prefix) that names the forge.
+    pub fn segment(self) -> &'static str {
+        match self {
+            Forge::GitHub => "github",
+            Forge::GitLab => "gitlab",
+            Forge::Bitbucket => "bitbucket",
+        }
+    }
+
+    pub fn from_segment(segment: &str) -> Option<Forge> {
+        Forge::ALL.into_iter().find(|f| f.segment() == segment)
+    }
+
+    pub fn default_base_url(self) -> &'static str {
+        match self {
+            Forge::GitHub => "https://github.com",
+            Forge::GitLab => "https://gitlab.com",
+            Forge::Bitbucket => "https://bitbucket.org",
+        }
+    }
+
+    /// The path shape, for messages.
+    pub fn shape(self) -> &'static str {
+        match self {
+            Forge::GitHub => "/github/{owner}/{repo}/",
+            Forge::GitLab => "/gitlab/{group}[/{subgroup}...]/{project}/-/",
+            Forge::Bitbucket => "/bitbucket/{workspace}/{repo}/",
+        }
+    }
+}
+
+/// GitLab nests at most 20 levels of groups.
+pub const MAX_GITLAB_DEPTH: usize = 21;
+
+/// A repository, validated and in canonical form: lower case (the forges compare names
 /// case-insensitively), without a `.git` suffix.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RepoId {
+    forge: Forge,
+    /// Namespace segments joined by `/`: the GitHub owner, the GitLab group path, the Bitbucket
+    /// workspace.
     owner: String,
     repo: String,
 }
 
-/// Why an owner or repository name is not one GitHub could have.
+/// Why an owner or repository name is not one the forge could have.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NameError {
     Owner(String),
     Repo(String),
+    Group(String),
+    Project(String),
+    TooDeep(usize),
+    Workspace(String),
+    Slug(String),
 }
 
 impl fmt::Display for NameError {
@@ -37,11 +90,40 @@ impl fmt::Display for NameError {
                 f,
                 "repository {repo:?} is not a GitHub repository name (1-100 letters, digits, '.', '_', '-'; not '.' or '..')"
             ),
+            NameError::Group(group) => write!(
+                f,
+                "group {group:?} is not a GitLab group path (1-255 letters, digits, '_', '-', '.'; starting with a letter, digit or '_'; not ending in '.', '.git' or '.atom')"
+            ),
+            NameError::Project(project) => write!(
+                f,
+                "project {project:?} is not a GitLab project path (1-255 letters, digits, '_', '-', '.'; starting with a letter, digit or '_'; not ending in '.', '.git' or '.atom')"
+            ),
+            NameError::TooDeep(depth) => write!(
+                f,
+                "the GitLab path has {depth} levels; GitLab nests at most {} (groups and project)",
+                MAX_GITLAB_DEPTH
+            ),
+            NameError::Workspace(workspace) => write!(
+                f,
+                "workspace {workspace:?} is not a Bitbucket workspace ID (1-62 letters, digits, '_', '-')"
+            ),
+            NameError::Slug(slug) => write!(
+                f,
+                "repository {slug:?} is not a Bitbucket repository slug (1-62 letters, digits, '.', '_', '-'; not '.' or '..')"
+            ),
         }
     }
 }
 
+/// `name` without a `.git` suffix, lower case; `None` if nothing sensible is left.
+fn canonical_repo(name: &str) -> Option<String> {
+    let lower = name.to_ascii_lowercase();
+    let bare = lower.strip_suffix(".git").unwrap_or(&lower);
+    (!bare.is_empty() && bare != "." && bare != "..").then(|| bare.to_string())
+}
+
 impl RepoId {
+    /// A GitHub repository.
     pub fn new(owner: &str, repo: &str) -> Result<RepoId, NameError> {
         if !is_github_owner(owner) {
             return Err(NameError::Owner(owner.to_string()));
@@ -49,27 +131,74 @@ impl RepoId {
         if !is_github_repo(repo) {
             return Err(NameError::Repo(repo.to_string()));
         }
-        let repo = repo.to_ascii_lowercase();
-        let repo = repo.strip_suffix(".git").unwrap_or(&repo);
-        if repo.is_empty() || repo == "." || repo == ".." {
-            return Err(NameError::Repo(format!("{repo}.git")));
-        }
+        let repo = canonical_repo(repo).ok_or_else(|| NameError::Repo(repo.to_string()))?;
         Ok(RepoId {
+            forge: Forge::GitHub,
             owner: owner.to_ascii_lowercase(),
-            repo: repo.to_string(),
+            repo,
         })
     }
 
-    /// Parses `github/{owner}/{repo}` or `{owner}/{repo}` (the CLI's argument form).
+    /// A GitLab project: its group path (one or more segments) and the project path.
+    pub fn gitlab(segments: &[&str]) -> Result<RepoId, NameError> {
+        let Some((project, groups)) = segments.split_last() else {
+            return Err(NameError::Project(String::new()));
+        };
+        if groups.is_empty() {
+            return Err(NameError::Group(String::new()));
+        }
+        if segments.len() > MAX_GITLAB_DEPTH {
+            return Err(NameError::TooDeep(segments.len()));
+        }
+        if let Some(bad) = groups.iter().find(|g| !is_gitlab_path(g)) {
+            return Err(NameError::Group(bad.to_string()));
+        }
+        if !is_gitlab_path(project) {
+            return Err(NameError::Project(project.to_string()));
+        }
+        let repo =
+            canonical_repo(project).ok_or_else(|| NameError::Project(project.to_string()))?;
+        Ok(RepoId {
+            forge: Forge::GitLab,
+            owner: groups.join("/").to_ascii_lowercase(),
+            repo,
+        })
+    }
+
+    /// A Bitbucket Cloud repository.
+    pub fn bitbucket(workspace: &str, slug: &str) -> Result<RepoId, NameError> {
+        if !is_bitbucket_workspace(workspace) {
+            return Err(NameError::Workspace(workspace.to_string()));
+        }
+        if !is_bitbucket_slug(slug) {
+            return Err(NameError::Slug(slug.to_string()));
+        }
+        let repo = canonical_repo(slug).ok_or_else(|| NameError::Slug(slug.to_string()))?;
+        Ok(RepoId {
+            forge: Forge::Bitbucket,
+            owner: workspace.to_ascii_lowercase(),
+            repo,
+        })
+    }
+
+    /// Parses `{forge}/{namespace…}/{repo}` or `{owner}/{repo}` (GitHub; the CLI's argument form).
     pub fn parse_slug(slug: &str) -> Result<RepoId, NameError> {
         let slug = slug.trim_matches('/');
-        let slug = slug.strip_prefix("github/").unwrap_or(slug);
-        match slug.split_once('/') {
-            Some((owner, repo)) => RepoId::new(owner, repo),
-            None => Err(NameError::Repo(String::new())),
+        let segments: Vec<&str> = slug.split('/').collect();
+        match segments.as_slice() {
+            ["gitlab", rest @ ..] => RepoId::gitlab(rest),
+            ["bitbucket", workspace, slug] => RepoId::bitbucket(workspace, slug),
+            ["bitbucket", ..] => Err(NameError::Slug(String::new())),
+            ["github", owner, repo] | [owner, repo] => RepoId::new(owner, repo),
+            _ => Err(NameError::Repo(String::new())),
         }
     }
 
+    pub fn forge(&self) -> Forge {
+        self.forge
+    }
+
+    /// The namespace part: GitHub owner, GitLab group path, Bitbucket workspace.
     pub fn owner(&self) -> &str {
         &self.owner
     }
@@ -78,9 +207,19 @@ impl RepoId {
         &self.repo
     }
 
-    /// What the dev container clones (the seed's `X-GitHub-Repo`).
+    /// `{forge}/{owner}/{repo}`: what access rules match and logs show.
+    pub fn key(&self) -> String {
+        format!("{}/{}/{}", self.forge.segment(), self.owner, self.repo)
+    }
+
+    /// What the dev container clones, on the forge's default host.
     pub fn url(&self) -> String {
-        format!("https://github.com/{}/{}", self.owner, self.repo)
+        self.url_at(self.forge.default_base_url())
+    }
+
+    /// What the dev container clones, on a configured (self-hosted) base URL.
+    pub fn url_at(&self, base: &str) -> String {
+        format!("{base}/{}/{}", self.owner, self.repo)
     }
 }
 
@@ -104,38 +243,102 @@ pub fn is_github_repo(repo: &str) -> bool {
         && repo != ".."
 }
 
+/// GitLab group and project paths: letters, digits, `_`, `-`, `.`; starting with a letter, digit
+/// or `_`; not ending in `.`, `.git` or `.atom` (a trailing `.git` on the project is the clone
+/// URL form and is accepted by [`RepoId::gitlab`] before this check sees the rest).
+pub fn is_gitlab_path(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    let bare = lower.strip_suffix(".git").unwrap_or(&lower);
+    (1..=255).contains(&path.len())
+        && path
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && bare.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+        && !bare.ends_with('.')
+        && !bare.ends_with(".atom")
+        && !bare.contains("..")
+}
+
+/// Bitbucket workspace IDs: 1-62 of `[A-Za-z0-9_-]`.
+pub fn is_bitbucket_workspace(workspace: &str) -> bool {
+    (1..=62).contains(&workspace.len())
+        && workspace
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+}
+
+/// Bitbucket repository slugs: 1-62 of `[A-Za-z0-9._-]`, except `.` and `..`.
+pub fn is_bitbucket_slug(slug: &str) -> bool {
+    (1..=62).contains(&slug.len())
+        && slug
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && slug != "."
+        && slug != ".."
+}
+
 /// The Knative Service for one repository in `per-repo` mode.
 ///
-/// `{owner}--{repo}` when that is already a valid name: owners never contain `--`, so the first
-/// `--` separates the two and distinct repositories get distinct names. Otherwise (a `.` or `_`,
-/// a leading digit, too long) the name is rewritten with every run of other characters folded to
-/// a single `-` and a hash of the repository appended. Rewritten names never contain `--`, so
-/// they cannot collide with the unchanged ones either.
+/// GitHub: `{owner}--{repo}` when that is already a valid name: owners never contain `--`, so the
+/// first `--` separates the two and distinct repositories get distinct names. Otherwise (a `.` or
+/// `_`, a leading digit, too long) the name is rewritten with every run of other characters folded
+/// to a single `-` and a hash of the repository appended. Rewritten names never contain `--`, so
+/// they cannot collide with the unchanged ones either. GitLab and Bitbucket names are always
+/// rewritten, start with `gl-` / `bb-`, and hash the forge with the path.
 pub fn knative_service_name(id: &RepoId) -> String {
-    let plain = format!("{}--{}", id.owner, id.repo);
-    if plain.len() <= MAX_SERVICE_NAME && is_dns1035_label(&plain) {
-        return plain;
-    }
-    let mut readable = String::with_capacity(plain.len() + 2);
-    if !id.owner.starts_with(|c: char| c.is_ascii_lowercase()) {
-        readable.push_str("r-");
-    }
-    for c in plain.chars() {
-        if c.is_ascii_lowercase() || c.is_ascii_digit() {
-            readable.push(c);
-        } else if !readable.ends_with('-') {
-            readable.push('-');
+    if id.forge == Forge::GitHub {
+        let plain = format!("{}--{}", id.owner, id.repo);
+        if plain.len() <= MAX_SERVICE_NAME && is_dns1035_label(&plain) {
+            return plain;
         }
     }
-    readable.truncate(MAX_SERVICE_NAME - HASH_HEX - 1);
-    let readable = readable.trim_end_matches('-');
-    let digest = Sha256::digest(format!("{}/{}", id.owner, id.repo).as_bytes());
-    let hash: String = digest
-        .iter()
-        .take(HASH_HEX / 2)
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("{readable}-{hash}")
+    let lead = match id.forge {
+        Forge::GitHub if id.owner.starts_with(|c: char| c.is_ascii_lowercase()) => "",
+        Forge::GitHub => "r-",
+        Forge::GitLab => "gl-",
+        Forge::Bitbucket => "bb-",
+    };
+    let hashed = match id.forge {
+        Forge::GitHub => format!("{}/{}", id.owner, id.repo),
+        _ => id.key(),
+    };
+    hashed_name(lead, &format!("{}--{}", id.owner, id.repo), &hashed)
+}
+
+/// The Knative Service for one user's own workspace of a repository (`per-user` mode): the user
+/// and the repository, readable where they fit, and a hash of both, so two users of one repository
+/// never share a container.
+pub fn per_user_service_name(id: &RepoId, user: &str) -> String {
+    let readable = format!("u-{}-{}", user, id.repo);
+    hashed_name("", &readable, &format!("{}\n{}", user, id.key()))
+}
+
+/// `lead` + `readable` folded to `[a-z0-9-]` (runs of anything else become one `-`), truncated so
+/// that `-` and the hash fit in [`MAX_SERVICE_NAME`].
+fn hashed_name(lead: &str, readable: &str, hashed: &str) -> String {
+    let mut name = String::with_capacity(MAX_SERVICE_NAME);
+    name.push_str(lead);
+    for c in readable.chars() {
+        let c = c.to_ascii_lowercase();
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            name.push(c);
+        } else if !name.ends_with('-') && !name.is_empty() {
+            name.push('-');
+        }
+    }
+    name.truncate(MAX_SERVICE_NAME - HASH_HEX - 1);
+    let mut name = name.trim_end_matches('-').to_string();
+    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        name.insert_str(0, "r-");
+        name.truncate(MAX_SERVICE_NAME - HASH_HEX - 1);
+        name = name.trim_end_matches('-').to_string();
+    }
+    let digest = Sha256::digest(hashed.as_bytes());
+    name.push('-');
+    for b in digest.iter().take(HASH_HEX / 2) {
+        name.push_str(&format!("{b:02x}"));
+    }
+    name
 }
 
 /// RFC 1035 label as Kubernetes checks it: `[a-z]([-a-z0-9]*[a-z0-9])?`, at most 63.

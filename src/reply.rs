@@ -26,6 +26,49 @@ pub fn wants_json(accept: Option<&[u8]>) -> bool {
     accept.is_some_and(|a| a.windows(4).any(|w| w.eq_ignore_ascii_case(b"json")))
 }
 
+/// How the client wants to be answered, and the request id it can quote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Client {
+    pub format: Format,
+    /// Envoy's `x-request-id`, when it is printable and short.
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Format {
+    /// Scripts and curl.
+    #[default]
+    Text,
+    Json,
+    /// Browsers.
+    Html,
+}
+
+impl Client {
+    pub fn new(accept: Option<&[u8]>, request_id: Option<&[u8]>) -> Client {
+        let format = if wants_json(accept) {
+            Format::Json
+        } else if accept.is_some_and(|a| a.windows(9).any(|w| w.eq_ignore_ascii_case(b"text/html")))
+        {
+            Format::Html
+        } else {
+            Format::Text
+        };
+        let request_id = request_id
+            .filter(|id| id.len() <= 128 && id.iter().all(|b| b.is_ascii_graphic()))
+            .and_then(|id| std::str::from_utf8(id).ok())
+            .map(str::to_string);
+        Client { format, request_id }
+    }
+
+    pub fn json() -> Client {
+        Client {
+            format: Format::Json,
+            request_id: None,
+        }
+    }
+}
+
 pub fn health() -> LocalReply {
     let body = json!({"status": "ok", "version": VERSION}).to_string();
     LocalReply {
@@ -40,8 +83,12 @@ pub fn health() -> LocalReply {
 
 /// 308 keeps the method and body, unlike 301.
 pub fn add_slash(location: &str) -> LocalReply {
+    redirect(308, location)
+}
+
+pub fn redirect(status: u32, location: &str) -> LocalReply {
     LocalReply {
-        status: 308,
+        status,
         headers: vec![
             ("location".into(), location.into()),
             ("cache-control".into(), "no-store".into()),
@@ -50,34 +97,134 @@ pub fn add_slash(location: &str) -> LocalReply {
     }
 }
 
-/// A refusal: `status` with `reason` in the body.
-pub fn refuse(status: u32, reason: &str, json: bool) -> LocalReply {
-    let title = match status {
+fn title(status: u32) -> &'static str {
+    match status {
         400 => "bad request",
         401 => "unauthorized",
         403 => "forbidden",
-        503 => "authentication unavailable",
+        404 => "not found",
+        503 => "service unavailable",
+        504 => "gateway timeout",
         _ => "refused",
-    };
-    let (content_type, body) = if json {
-        (
+    }
+}
+
+/// A refusal: `status` with a plain `reason`, as a small page, JSON or a line of text.
+pub fn refuse(status: u32, reason: &str, client: &Client) -> LocalReply {
+    let title = title(status);
+    let id = client.request_id.as_deref();
+    let (content_type, body) = match client.format {
+        Format::Json => (
             "application/json",
-            json!({"error": title, "status": status, "reason": reason}).to_string(),
-        )
-    } else {
-        (
+            json!({"error": title, "status": status, "reason": reason, "request_id": id})
+                .to_string(),
+        ),
+        Format::Html => (
+            "text/html; charset=utf-8",
+            page(
+                &format!("{status} {title}"),
+                &format!("<p>{}</p>", escape(reason)),
+                id,
+                None,
+            ),
+        ),
+        Format::Text => (
             "text/plain; charset=utf-8",
-            format!("{status} {title}: {reason}\n"),
-        )
+            match id {
+                Some(id) => format!("{status} {title}: {reason} (request {id})\n"),
+                None => format!("{status} {title}: {reason}\n"),
+            },
+        ),
     };
+    let mut headers = vec![
+        ("content-type".to_string(), content_type.to_string()),
+        ("cache-control".to_string(), "no-store".to_string()),
+    ];
+    if let Some(id) = id {
+        headers.push(("x-request-id".into(), id.into()));
+    }
     LocalReply {
         status,
-        headers: vec![
-            ("content-type".into(), content_type.into()),
-            ("cache-control".into(), "no-store".into()),
-        ],
+        headers,
         body: body.into_bytes(),
     }
+}
+
+/// What a browser sees while a workspace starts: `status` 202 before the workspace was asked, 503
+/// when it answered "not yet"; the page reloads itself every `refresh` seconds.
+pub fn starting(
+    status: u32,
+    repo: &str,
+    elapsed_secs: u64,
+    refresh_secs: u64,
+    client: &Client,
+) -> LocalReply {
+    let id = client.request_id.as_deref();
+    let repo = escape(repo);
+    let body = format!(
+        "<p>The workspace for <strong>{repo}</strong> is starting. This page reloads into it \
+         when it is ready.</p>\n<p class=\"elapsed\">Waiting for <span id=\"elapsed\" \
+         data-start=\"{elapsed_secs}\">{elapsed_secs}</span> s.</p>\n<script>(function(){{\
+         var e=document.getElementById('elapsed'),s=+e.dataset.start,t=Date.now();\
+         setInterval(function(){{e.textContent=s+Math.floor((Date.now()-t)/1000)}},1000)}})()\
+         </script>"
+    );
+    let mut headers = vec![
+        (
+            "content-type".to_string(),
+            "text/html; charset=utf-8".to_string(),
+        ),
+        ("cache-control".to_string(), "no-store".to_string()),
+        ("retry-after".to_string(), refresh_secs.to_string()),
+        ("refresh".to_string(), refresh_secs.to_string()),
+    ];
+    if let Some(id) = id {
+        headers.push(("x-request-id".into(), id.into()));
+    }
+    LocalReply {
+        status,
+        headers,
+        body: page("Starting your workspace", &body, id, Some(refresh_secs)).into_bytes(),
+    }
+}
+
+/// The one page layout of the gateway's own answers.
+fn page(title: &str, inner: &str, request_id: Option<&str>, refresh: Option<u64>) -> String {
+    let title = escape(title);
+    let refresh = refresh
+        .map(|s| format!("<meta http-equiv=\"refresh\" content=\"{s}\">"))
+        .unwrap_or_default();
+    let footer = request_id
+        .map(|id| {
+            format!(
+                "<p class=\"id\">Request ID: <code>{}</code></p>",
+                escape(id)
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">{refresh}\
+         <meta name=\"viewport\" content=\"width=device-width\"><title>{title}</title>\
+         <style>body{{font:16px/1.5 system-ui,sans-serif;max-width:40em;margin:4em auto;\
+         padding:0 1em;color:#222}}h1{{font-size:1.4em}}.id{{color:#666;font-size:.85em}}\
+         </style></head>\n<body><h1>{title}</h1>\n{inner}\n{footer}</body></html>\n"
+    )
+}
+
+/// HTML text escaping for values that come from requests or the outpost.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -96,14 +243,47 @@ mod tests {
 
     #[test]
     fn refusals_carry_the_reason() {
-        let text = refuse(400, "path contains \"..\"", false);
+        let text = refuse(400, "path contains \"..\"", &Client::default());
         assert_eq!(text.status, 400);
         assert_eq!(text.body, b"400 bad request: path contains \"..\"\n");
-        let json = refuse(400, "owner \"-a\" is bad", true);
+        let json = refuse(400, "owner \"-a\" is bad", &Client::json());
         let value: serde_json::Value = serde_json::from_slice(&json.body).unwrap();
         assert_eq!(value["reason"], "owner \"-a\" is bad");
         assert_eq!(value["status"], 400);
         assert_eq!(json.header("content-type"), Some("application/json"));
+    }
+
+    #[test]
+    fn browsers_get_one_page_with_the_request_id_and_nothing_unescaped() {
+        let client = Client::new(Some(b"text/html,*/*;q=0.8"), Some(b"req-1"));
+        assert_eq!(client.format, Format::Html);
+        let reply = refuse(403, "alice <script> may not open github/a/b", &client);
+        let body = String::from_utf8(reply.body).unwrap();
+        assert!(body.contains("<h1>403 forbidden</h1>"), "{body}");
+        assert!(body.contains("alice &lt;script&gt; may not"));
+        assert!(body.contains("Request ID: <code>req-1</code>"));
+        assert_eq!(
+            reply.headers.last().unwrap(),
+            &("x-request-id".into(), "req-1".into())
+        );
+        let json = refuse(
+            503,
+            "down",
+            &Client::new(Some(b"application/json"), Some(b"r2")),
+        );
+        let value: serde_json::Value = serde_json::from_slice(&json.body).unwrap();
+        assert_eq!(value["request_id"], "r2");
+        assert_eq!(Client::new(None, Some(b"a b")).request_id, None);
+        assert_eq!(Client::new(Some(b"*/*"), None).format, Format::Text);
+    }
+
+    #[test]
+    fn starting_page_refreshes_and_names_the_repository() {
+        let reply = starting(202, "github/a/b", 7, 2, &Client::default());
+        assert_eq!(reply.header("refresh"), Some("2"));
+        let body = String::from_utf8(reply.body).unwrap();
+        assert!(body.contains("<meta http-equiv=\"refresh\" content=\"2\">"));
+        assert!(body.contains("<strong>github/a/b</strong>") && body.contains(">7</span>"));
     }
 
     #[test]

@@ -3,15 +3,22 @@
 
 use url::form_urlencoded;
 
-use crate::auth::{self, OutpostResponse, Verdict};
+use crate::auth::{self, Identity, OutpostResponse, Verdict};
+use crate::cache;
 use crate::config::{Config, Mode};
 use crate::headers::{self, CREDENTIALS};
-use crate::names::knative_service_name;
-use crate::reply::{self, LocalReply};
+use crate::names::{is_dns1035_label, knative_service_name, per_user_service_name, RepoId};
+use crate::names::{Forge, MAX_SERVICE_NAME};
+use crate::policy::Effect;
+use crate::reply::{self, Client, LocalReply};
 use crate::route::{self, RepoPath, Target};
+use crate::starting;
 
 /// Query parameters that make authentik's outpost finish a login or log out, on any path.
 const OUTPOST_SIGNATURES: [&str; 2] = ["x-authentik-auth-callback", "x-authentik-logout"];
+const LOGOUT_SIGNATURE: &str = "x-authentik-logout";
+/// authentik's sign-out page (contract authentik §2.4), routed to the outpost.
+const SIGN_OUT_PATH: &str = "/outpost.goauthentik.io/sign_out";
 
 /// Request headers as the host delivers them (lower-case names, pseudo-headers included).
 pub type Headers = [(String, Vec<u8>)];
@@ -21,6 +28,8 @@ pub struct Decision {
     /// Client headers to remove before anything else.
     pub strip: Vec<String>,
     pub next: Next,
+    /// A logout: the cached decision of these credentials must go.
+    pub forget: Option<cache::Key>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +37,7 @@ pub enum Next {
     /// Leave the request to the route table.
     Continue,
     Answer(LocalReply),
-    /// Ask the outpost, then carry on as `pending` says.
+    /// Ask the outpost (or the cache), then carry on as `pending` says.
     Check {
         call: Vec<(String, String)>,
         pending: Pending,
@@ -37,28 +46,70 @@ pub enum Next {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pending {
-    json: bool,
+    client: Client,
     after: After,
+    /// Set when an allowed outcome of this check may be cached (and looked up).
+    cache_key: Option<cache::Key>,
 }
 
 impl Pending {
-    /// Whether refusals for this request are written as JSON.
-    pub fn wants_json(&self) -> bool {
-        self.json
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn cache_key(&self) -> Option<&cache::Key> {
+        self.cache_key.as_ref()
+    }
+
+    /// The repository asked for (`github/owner/repo`), for logs.
+    pub fn repo(&self) -> Option<String> {
+        match &self.after {
+            After::Continue => None,
+            After::Route(route) => Some(route.workspace.display()),
+        }
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum After {
-    /// A login callback or logout outside `/github/`: on a (rare) 200 the route table decides.
+    /// A login callback or logout outside a workspace: on a (rare) 200 the route table decides.
     Continue,
-    Route {
-        repo: RepoPath,
+    Route(Box<Route>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Route {
+    workspace: Place,
+    cookie: Option<Vec<u8>>,
+    /// Credential headers the client sent, removed before the workspace.
+    credentials: Vec<&'static str>,
+    navigation: bool,
+}
+
+/// Where the request asked to go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Place {
+    /// `/{forge}/{…}/` on the gateway's host.
+    Path(RepoPath),
+    /// `{service}.{workspace_domain}`: the whole host is one workspace. `repo` is known when the
+    /// Service name is the plain `{owner}--{repo}` of a GitHub repository.
+    Host {
+        service: String,
+        repo: Option<RepoId>,
         path: String,
-        cookie: Option<Vec<u8>>,
-        /// Credential headers the client sent, removed before the workspace.
-        credentials: Vec<&'static str>,
     },
+}
+
+impl Place {
+    fn display(&self) -> String {
+        match self {
+            Place::Path(path) => path.id.key(),
+            Place::Host {
+                repo: Some(repo), ..
+            } => repo.key(),
+            Place::Host { service, .. } => service.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,8 +124,26 @@ pub enum Resume {
     Forward {
         edits: Vec<Edit>,
         set_cookies: Vec<Vec<u8>>,
+        workspace: Option<Workspace>,
     },
     Answer(LocalReply),
+    /// The access policy refuses this user this repository.
+    Deny(LocalReply),
+}
+
+/// The workspace an allowed request goes to: what the filter needs to log it, to decide about
+/// the starting page, and to wake it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workspace {
+    pub service: String,
+    pub user: String,
+    /// `github/owner/repo`, or the Service name when the host does not say.
+    pub repo: String,
+    /// A browser's top-level navigation (the only kind that may get the starting page).
+    pub navigation: bool,
+    /// The call that wakes the workspace: the cluster and the request headers.
+    pub cluster: String,
+    pub wake: Vec<(String, String)>,
 }
 
 fn first<'h>(headers: &'h Headers, name: &str) -> Option<&'h [u8]> {
@@ -94,12 +163,10 @@ fn cookie(headers: &Headers) -> Option<Vec<u8>> {
     (!parts.is_empty()).then(|| parts.join(&b"; "[..]))
 }
 
-fn has_outpost_signature(query: Option<&str>) -> bool {
+fn has_signature(query: Option<&str>, signatures: &[&str]) -> bool {
     query.is_some_and(|q| {
         form_urlencoded::parse(q.as_bytes()).any(|(key, value)| {
-            OUTPOST_SIGNATURES
-                .iter()
-                .any(|s| key.eq_ignore_ascii_case(s))
+            signatures.iter().any(|s| key.eq_ignore_ascii_case(s))
                 && value.eq_ignore_ascii_case("true")
         })
     })
@@ -108,51 +175,145 @@ fn has_outpost_signature(query: Option<&str>) -> bool {
 pub fn on_request_headers(config: &Config, headers: &Headers) -> Decision {
     let strip = headers::spoofed(config, headers.iter().map(|(n, _)| n.as_str()));
     let next = next(config, headers);
-    Decision { strip, next }
+    let forget = logout_key(config, headers);
+    Decision {
+        strip,
+        next,
+        forget,
+    }
+}
+
+/// For a logout (the outpost's sign-out page, or the logout signature on any path), the cache
+/// key of the credentials it ends.
+fn logout_key(config: &Config, headers: &Headers) -> Option<cache::Key> {
+    if config.cache.ttl.is_zero() {
+        return None;
+    }
+    let path = std::str::from_utf8(first(headers, ":path")?).ok()?;
+    let (bare, query) = route::split_query(path);
+    let logout = bare.starts_with(SIGN_OUT_PATH) || has_signature(query, &[LOGOUT_SIGNATURE]);
+    if !logout {
+        return None;
+    }
+    let host = std::str::from_utf8(first(headers, ":authority")?).ok()?;
+    cache::key(
+        config,
+        host,
+        cookie(headers).as_deref(),
+        first(headers, "authorization"),
+    )
+}
+
+/// `Host` without its port, lower case.
+fn host_name(authority: &str) -> String {
+    let host = match authority.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => authority,
+    };
+    host.to_ascii_lowercase()
+}
+
+/// The workspace a `{label}.{domain}` host names, if it can be one.
+fn workspace_host(config: &Config, authority: &[u8]) -> Option<Result<String, String>> {
+    let domain = config.routing.workspace_domain.as_deref()?;
+    let host = host_name(std::str::from_utf8(authority).ok()?);
+    let label = host.strip_suffix(domain)?.strip_suffix('.')?;
+    Some(
+        if is_dns1035_label(label) && label.len() <= MAX_SERVICE_NAME {
+            Ok(label.to_string())
+        } else {
+            Err(format!("{label:?} is not a workspace name"))
+        },
+    )
+}
+
+/// The GitHub repository behind a plain `{owner}--{repo}` Service name.
+fn repo_of_service(service: &str) -> Option<RepoId> {
+    let (owner, repo) = service.split_once("--")?;
+    let id = RepoId::new(owner, repo).ok()?;
+    (knative_service_name(&id) == service).then_some(id)
 }
 
 fn next(config: &Config, headers: &Headers) -> Next {
-    let json = reply::wants_json(first(headers, "accept"));
-    let bad = |reason: &str| Next::Answer(reply::refuse(400, reason, json));
-    let path = match std::str::from_utf8(first(headers, ":path").unwrap_or_default()) {
+    let client = Client::new(first(headers, "accept"), first(headers, "x-request-id"));
+    let bad = |reason: &str| Next::Answer(reply::refuse(400, reason, &client));
+    let raw_path = first(headers, ":path").unwrap_or_default();
+    let authority = first(headers, ":authority").unwrap_or_default();
+    let host_workspace = workspace_host(config, authority);
+    let path = match std::str::from_utf8(raw_path) {
         Ok(path) => path,
-        Err(_)
-            if first(headers, ":path")
-                .is_some_and(|p| p.starts_with(route::GITHUB_PREFIX.as_bytes())) =>
-        {
+        Err(_) if route::claims_forge(raw_path) || host_workspace.is_some() => {
             return bad(&route::PathError::NotAscii.to_string())
         }
         Err(_) => return Next::Continue,
     };
-    let after = match route::target(path, &config.health_path) {
-        Err(e) => return bad(&e.to_string()),
-        Ok(Target::Health) => return Next::Answer(reply::health()),
-        Ok(Target::AddSlash(location)) => return Next::Answer(reply::add_slash(&location)),
-        Ok(Target::Elsewhere) => {
-            if !has_outpost_signature(route::split_query(path).1) {
-                return Next::Continue;
-            }
-            // The outpost would answer a 301 that leaks its check path for these.
-            if let Err(e) = route::check_clean(path) {
-                return bad(&e.to_string());
-            }
-            After::Continue
-        }
-        Ok(Target::Repo(repo)) => After::Route {
-            repo,
-            path: path.to_string(),
+    let navigation = starting::is_navigation(
+        first(headers, ":method"),
+        first(headers, "accept"),
+        first(headers, "sec-fetch-mode"),
+        first(headers, "upgrade"),
+    );
+    let route = |workspace| {
+        After::Route(Box::new(Route {
+            workspace,
             cookie: cookie(headers),
             credentials: CREDENTIALS
                 .into_iter()
                 .filter(|name| first(headers, name).is_some())
                 .collect(),
+            navigation,
+        }))
+    };
+    let (after, cacheable) = match host_workspace {
+        Some(Err(reason)) => return Next::Answer(reply::refuse(404, &reason, &client)),
+        Some(Ok(service)) => {
+            if let Err(e) = route::check_clean(path) {
+                return bad(&e.to_string());
+            }
+            let repo = repo_of_service(&service);
+            let signed = has_signature(route::split_query(path).1, &OUTPOST_SIGNATURES);
+            (
+                route(Place::Host {
+                    service,
+                    repo,
+                    path: path.to_string(),
+                }),
+                !signed,
+            )
+        }
+        None => match route::target(path, &config.health_path) {
+            Err(e) => return bad(&e.to_string()),
+            Ok(Target::Health) => return Next::Answer(reply::health()),
+            Ok(Target::AddSlash(location)) => {
+                return Next::Answer(match host_redirect(config, headers, &location) {
+                    Some(location) => reply::redirect(302, &location),
+                    None => reply::add_slash(&location),
+                })
+            }
+            Ok(Target::Elsewhere) => {
+                if !has_signature(route::split_query(path).1, &OUTPOST_SIGNATURES) {
+                    return Next::Continue;
+                }
+                // The outpost would answer a 301 that leaks its check path for these.
+                if let Err(e) = route::check_clean(path) {
+                    return bad(&e.to_string());
+                }
+                (After::Continue, false)
+            }
+            Ok(Target::Repo(repo)) => {
+                if let Some(location) = host_redirect(config, headers, path) {
+                    return Next::Answer(reply::redirect(302, &location));
+                }
+                let signed = has_signature(route::split_query(path).1, &OUTPOST_SIGNATURES);
+                (route(Place::Path(repo)), !signed)
+            }
         },
     };
-    let Some(host) = first(headers, ":authority").filter(|h| !h.is_empty()) else {
+    if authority.is_empty() {
         return bad("the request has no Host");
-    };
+    }
     let (Ok(host), Ok(cookie), Ok(authorization)) = (
-        std::str::from_utf8(host),
+        std::str::from_utf8(authority),
         cookie(headers).map(String::from_utf8).transpose(),
         first(headers, "authorization")
             .map(std::str::from_utf8)
@@ -160,6 +321,16 @@ fn next(config: &Config, headers: &Headers) -> Next {
     ) else {
         return bad("Host, Cookie or Authorization contains bytes that are not UTF-8");
     };
+    let cache_key = (cacheable && !config.cache.ttl.is_zero())
+        .then(|| {
+            cache::key(
+                config,
+                host,
+                cookie.as_deref().map(str::as_bytes),
+                authorization.map(str::as_bytes),
+            )
+        })
+        .flatten();
     let call = auth::check_headers(
         &config.outpost,
         host,
@@ -169,59 +340,126 @@ fn next(config: &Config, headers: &Headers) -> Next {
     );
     Next::Check {
         call,
-        pending: Pending { json, after },
+        pending: Pending {
+            client,
+            after,
+            cache_key,
+        },
     }
 }
 
-/// What the outpost's answer (`None`: the call failed) means for the waiting request.
+/// In host-based mode, a repository path on the gateway's host moves to the workspace's own host
+/// (`{service}.{domain}`), keeping what follows the prefix.
+fn host_redirect(config: &Config, headers: &Headers, path: &str) -> Option<String> {
+    let domain = config.routing.workspace_domain.as_deref()?;
+    let Ok(Target::Repo(repo)) = route::target(path, &config.health_path) else {
+        return None;
+    };
+    let scheme = match first(headers, ":scheme") {
+        Some(b"http") => "http",
+        _ => "https",
+    };
+    let authority = std::str::from_utf8(first(headers, ":authority")?).ok()?;
+    let port = authority
+        .rsplit_once(':')
+        .map(|(_, port)| port)
+        .filter(|port| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
+        .map(|port| format!(":{port}"))
+        .unwrap_or_default();
+    let service = knative_service_name(&repo.id);
+    Some(format!("{scheme}://{service}.{domain}{port}{}", repo.rest))
+}
+
+/// What the outpost's answer (`None`: the call failed) means for the waiting request, and the
+/// identity to remember when the answer may be cached.
 pub fn on_outpost_response(
     config: &Config,
     pending: &Pending,
     response: Option<&OutpostResponse>,
-) -> Resume {
-    match auth::verdict(config, response, pending.json) {
-        Verdict::Answer(reply) => Resume::Answer(reply),
+) -> (Resume, Option<Identity>) {
+    match auth::verdict(config, response, &pending.client) {
+        Verdict::Answer(reply) => (Resume::Answer(reply), None),
         Verdict::Allow {
             identity,
             set_cookies,
         } => {
-            let edits = match &pending.after {
-                After::Continue => Vec::new(),
-                After::Route {
-                    repo,
-                    path,
-                    cookie,
-                    credentials,
-                } => {
-                    let mut edits: Vec<Edit> =
-                        identity.into_iter().map(|(n, v)| Edit::Set(n, v)).collect();
-                    edits.extend(routing_edits(
-                        config,
-                        repo,
-                        path,
-                        cookie.as_deref(),
-                        credentials,
-                    ));
-                    edits
-                }
-            };
-            Resume::Forward { edits, set_cookies }
+            let remember = pending.cache_key.is_some().then(|| identity.clone());
+            (
+                on_identity(config, pending, identity, set_cookies),
+                remember,
+            )
         }
     }
 }
 
-/// Where an allowed request goes, and what of the user's credentials it leaves behind.
-fn routing_edits(
+/// Carries on with a request whose user is known (from the outpost or the cache).
+pub fn on_identity(
     config: &Config,
-    repo: &RepoPath,
-    path: &str,
-    cookie: Option<&[u8]>,
-    credentials: &[&str],
-) -> Vec<Edit> {
+    pending: &Pending,
+    identity: Identity,
+    set_cookies: Vec<Vec<u8>>,
+) -> Resume {
+    let route = match &pending.after {
+        After::Continue => {
+            return Resume::Forward {
+                edits: Vec::new(),
+                set_cookies,
+                workspace: None,
+            }
+        }
+        After::Route(route) => route,
+    };
+    if let Some(policy) = &config.access {
+        let verdict = match &route.workspace {
+            Place::Path(path) => {
+                policy.decide(&path.id.key(), &identity.username, &identity.groups)
+            }
+            Place::Host {
+                repo: Some(repo), ..
+            } => policy.decide(&repo.key(), &identity.username, &identity.groups),
+            Place::Host { repo: None, .. } => {
+                policy.decide_unknown(&identity.username, &identity.groups)
+            }
+        };
+        if verdict.effect == Effect::Deny {
+            let reason = format!(
+                "{} may not open {}",
+                identity.username,
+                route.workspace.display()
+            );
+            return Resume::Deny(reply::refuse(403, &reason, &pending.client));
+        }
+    }
+    let (edits, workspace) = routing_edits(config, route, identity);
+    Resume::Forward {
+        edits,
+        set_cookies,
+        workspace: Some(workspace),
+    }
+}
+
+/// Where an allowed request goes, and what of the user's credentials it leaves behind.
+fn routing_edits(config: &Config, route: &Route, identity: Identity) -> (Vec<Edit>, Workspace) {
     let routing = &config.routing;
-    let service = match &routing.mode {
-        Mode::Shared { service } => service.clone(),
-        Mode::PerRepo => knative_service_name(&repo.id),
+    let (repo, prefix, path, service) = match &route.workspace {
+        Place::Path(path) => {
+            let service = match &routing.mode {
+                Mode::Shared { service } => service.clone(),
+                Mode::PerRepo => knative_service_name(&path.id),
+                Mode::PerUser => per_user_service_name(&path.id, &identity.username),
+            };
+            let rest = if routing.strip_prefix {
+                path.rest.clone()
+            } else {
+                format!("{}{}", path.prefix, path.rest)
+            };
+            (Some(&path.id), Some(path.prefix.as_str()), rest, service)
+        }
+        Place::Host {
+            service,
+            repo,
+            path,
+        } => (repo.as_ref(), None, path.clone(), service.clone()),
     };
     let authority = routing
         .authority_template
@@ -229,33 +467,66 @@ fn routing_edits(
     let cluster = routing
         .cluster_template
         .render(&service, &routing.namespace);
-    let path = if routing.strip_prefix {
-        repo.rest.as_str()
-    } else {
-        path
+    // What the workspace learns: who, which repository, under which prefix.
+    let mut sets: Vec<(String, Vec<u8>)> = identity.headers;
+    if let Some(repo) = repo {
+        let url = repo.url_at(config.forges.base_url(repo.forge()));
+        if repo.forge() == Forge::GitHub {
+            sets.push(("x-github-repo".into(), url.clone().into_bytes()));
+        }
+        sets.push(("x-repo-url".into(), url.into_bytes()));
+    }
+    if let Some(prefix) = prefix {
+        sets.push(("x-forwarded-prefix".into(), prefix.as_bytes().to_vec()));
+    }
+    let wake_path = match prefix {
+        Some(prefix) if !routing.strip_prefix => format!("{prefix}/"),
+        _ => "/".to_string(),
     };
-    let mut edits = vec![
-        Edit::Set("x-github-repo".into(), repo.id.url().into_bytes()),
-        Edit::Set(
-            "x-forwarded-prefix".into(),
-            repo.prefix.clone().into_bytes(),
-        ),
-        Edit::Set(routing.authority_header.clone(), authority.into_bytes()),
-        Edit::Set(routing.cluster_header.clone(), cluster.into_bytes()),
-        Edit::Set(":path".into(), path.as_bytes().to_vec()),
+    let mut wake = vec![
+        (":method".to_string(), "GET".to_string()),
+        (":path".to_string(), wake_path),
+        (":authority".to_string(), authority.clone()),
     ];
+    wake.extend(sets.iter().filter_map(|(n, v)| {
+        std::str::from_utf8(v)
+            .ok()
+            .map(|v| (n.clone(), v.to_string()))
+    }));
+    let mut edits: Vec<Edit> = sets.into_iter().map(|(n, v)| Edit::Set(n, v)).collect();
+    edits.push(Edit::Set(
+        routing.authority_header.clone(),
+        authority.into_bytes(),
+    ));
+    edits.push(Edit::Set(
+        routing.cluster_header.clone(),
+        cluster.clone().into_bytes(),
+    ));
+    edits.push(Edit::Set(":path".into(), path.into_bytes()));
     edits.extend(
-        credentials
+        route
+            .credentials
             .iter()
+            .filter(|name| !(config.credentials.forward_authorization && **name == "authorization"))
             .map(|name| Edit::Remove(name.to_string())),
     );
-    if let Some(cookie) = cookie {
-        edits.push(match headers::without_session_cookies(cookie) {
-            Some(kept) => Edit::Set("cookie".into(), kept),
-            None => Edit::Remove("cookie".into()),
-        });
+    if let Some(cookie) = &route.cookie {
+        edits.push(
+            match headers::without_session_cookies(&config.credentials, cookie) {
+                Some(kept) => Edit::Set("cookie".into(), kept),
+                None => Edit::Remove("cookie".into()),
+            },
+        );
     }
-    edits
+    let workspace = Workspace {
+        repo: route.workspace.display(),
+        service,
+        user: identity.username,
+        navigation: route.navigation,
+        cluster,
+        wake,
+    };
+    (edits, workspace)
 }
 
 #[cfg(test)]
@@ -295,6 +566,44 @@ mod tests {
             .collect(),
             body: Vec::new(),
         }
+    }
+
+    fn user(name: &str, groups: &str) -> OutpostResponse {
+        OutpostResponse {
+            headers: [
+                (":status", "200"),
+                ("x-authentik-username", name),
+                ("x-authentik-groups", groups),
+            ]
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+            .collect(),
+            body: Vec::new(),
+        }
+    }
+
+    fn full(json: &str) -> Config {
+        crate::config::parse(json.as_bytes()).unwrap()
+    }
+
+    fn forwarded(
+        config: &Config,
+        path: &str,
+        response: &OutpostResponse,
+    ) -> (Vec<Edit>, Workspace) {
+        let (_, pending) = check(config, &request(path, &[("cookie", "authentik_proxy_1=s")]));
+        match resume(config, &pending, Some(response)) {
+            Resume::Forward {
+                edits,
+                workspace: Some(workspace),
+                ..
+            } => (edits, workspace),
+            other => panic!("{path}: not forwarded: {other:?}"),
+        }
+    }
+
+    fn resume(config: &Config, pending: &Pending, response: Option<&OutpostResponse>) -> Resume {
+        on_outpost_response(config, pending, response).0
     }
 
     fn check(config: &Config, headers: &Headers) -> (Vec<(String, String)>, Pending) {
@@ -351,8 +660,9 @@ mod tests {
             "cookie".into(),
             "theme=dark; authentik_proxy_ab12cd34=s".into()
         )));
-        let Resume::Forward { edits, set_cookies } =
-            on_outpost_response(&config, &pending, Some(&logged_in()))
+        let Resume::Forward {
+            edits, set_cookies, ..
+        } = resume(&config, &pending, Some(&logged_in()))
         else {
             panic!("not forwarded")
         };
@@ -387,9 +697,7 @@ mod tests {
             &config,
             &request("/github/a/b/", &[("cookie", "authentik_proxy_1=s")]),
         );
-        let Resume::Forward { edits, .. } =
-            on_outpost_response(&config, &pending, Some(&logged_in()))
-        else {
+        let Resume::Forward { edits, .. } = resume(&config, &pending, Some(&logged_in())) else {
             panic!("not forwarded")
         };
         assert_eq!(
@@ -465,10 +773,11 @@ mod tests {
             )));
             if !path.starts_with("/github/") {
                 assert_eq!(
-                    on_outpost_response(&config, &pending, Some(&logged_in())),
+                    resume(&config, &pending, Some(&logged_in())),
                     Resume::Forward {
                         edits: vec![],
-                        set_cookies: vec![]
+                        set_cookies: vec![],
+                        workspace: None,
                     }
                 );
             }
@@ -487,13 +796,180 @@ mod tests {
     }
 
     #[test]
+    fn gitlab_and_bitbucket_get_their_own_services_and_urls() {
+        let config = full(
+            r#"{"outpost":{"cluster":"ak"},"routing":{"mode":"per-repo","cluster_template":"c-{service}"},
+                "forges":{"gitlab":{"base_url":"https://git.example.com/gl"}}}"#,
+        );
+        let (edits, ws) = forwarded(
+            &config,
+            "/gitlab/Group/Sub/Project/-/tree/main?x=1",
+            &logged_in(),
+        );
+        assert_eq!(
+            set(&edits, "x-repo-url"),
+            Some("https://git.example.com/gl/group/sub/project")
+        );
+        assert_eq!(set(&edits, "x-github-repo"), None);
+        assert_eq!(
+            set(&edits, "x-forwarded-prefix"),
+            Some("/gitlab/Group/Sub/Project/-")
+        );
+        assert_eq!(set(&edits, ":path"), Some("/tree/main?x=1"));
+        assert!(
+            ws.service.starts_with("gl-group-sub-project-"),
+            "{}",
+            ws.service
+        );
+        assert_eq!(ws.repo, "gitlab/group/sub/project");
+        let (edits, ws) = forwarded(&config, "/bitbucket/Team/Repo.git/", &logged_in());
+        assert_eq!(
+            set(&edits, "x-repo-url"),
+            Some("https://bitbucket.org/team/repo")
+        );
+        assert!(ws.service.starts_with("bb-team-repo-"), "{}", ws.service);
+        let (edits, _) = forwarded(&config, "/github/a/b/", &logged_in());
+        assert_eq!(set(&edits, "x-github-repo"), set(&edits, "x-repo-url"));
+    }
+
+    #[test]
+    fn per_user_services_differ_by_user() {
+        let config = full(r#"{"outpost":{"cluster":"ak"},"routing":{"mode":"per-user"}}"#);
+        let (_, alice) = forwarded(&config, "/github/a/b/", &user("alice", ""));
+        let (_, bob) = forwarded(&config, "/github/a/b/", &user("bob", ""));
+        assert_ne!(alice.service, bob.service);
+        assert!(alice.service.starts_with("u-alice-b-"), "{}", alice.service);
+        assert_eq!(alice.user, "alice");
+    }
+
+    #[test]
+    fn access_policy_denies_with_a_403_naming_repo_and_user() {
+        let config = full(
+            r#"{"outpost":{"cluster":"ak"},"access":{"default":"deny","rules":[
+                {"repos":["*"],"groups":["admins"]},
+                {"repos":["github/acme/*"],"groups":["developers"]}]}}"#,
+        );
+        forwarded(&config, "/github/acme/w/", &user("alice", "developers"));
+        forwarded(&config, "/github/other/w/", &user("root", "admins"));
+        let (_, pending) = check(
+            &config,
+            &request("/github/other/w/", &[("accept", "application/json")]),
+        );
+        let Resume::Deny(reply) = resume(&config, &pending, Some(&user("alice", "developers")))
+        else {
+            panic!("not denied")
+        };
+        assert_eq!(reply.status, 403);
+        assert!(String::from_utf8_lossy(&reply.body).contains("alice may not open github/other/w"));
+    }
+
+    #[test]
+    fn authorization_is_kept_only_when_configured() {
+        let config =
+            full(r#"{"outpost":{"cluster":"ak"},"credentials":{"forward_authorization":true}}"#);
+        let (_, pending) = check(
+            &config,
+            &request("/github/a/b/", &[("authorization", "Basic eA==")]),
+        );
+        let Resume::Forward { edits, .. } = resume(&config, &pending, Some(&logged_in())) else {
+            panic!()
+        };
+        assert!(!edits.contains(&Edit::Remove("authorization".into())));
+    }
+
+    #[test]
+    fn host_based_workspaces() {
+        let config = full(
+            r#"{"outpost":{"cluster":"ak"},"routing":{"mode":"per-repo","workspace_domain":"dev.example"}}"#,
+        );
+        let answer = |path: &str, host: &str| {
+            let mut headers = request(path, &[(":scheme", "https")]);
+            headers[2].1 = host.as_bytes().to_vec();
+            on_request_headers(&config, &headers).next
+        };
+        let Next::Answer(reply) = answer("/github/Octocat/Hello-World/x?y=1", "gw.example:8443")
+        else {
+            panic!()
+        };
+        assert_eq!(reply.status, 302);
+        assert_eq!(
+            reply.header("location"),
+            Some("https://octocat--hello-world.dev.example:8443/x?y=1")
+        );
+        let Next::Answer(reply) = answer("/", "Bad_Name.dev.example") else {
+            panic!()
+        };
+        assert_eq!(reply.status, 404);
+        let mut headers = request("/deep/path?q=1", &[("cookie", "authentik_proxy_1=s; ws=1")]);
+        headers[2].1 = b"octocat--hello-world.dev.example".to_vec();
+        let Next::Check { call, pending } = on_request_headers(&config, &headers).next else {
+            panic!()
+        };
+        assert!(call.contains(&(
+            ":authority".into(),
+            "octocat--hello-world.dev.example".into()
+        )));
+        let Resume::Forward {
+            edits,
+            workspace: Some(ws),
+            ..
+        } = resume(&config, &pending, Some(&logged_in()))
+        else {
+            panic!()
+        };
+        assert_eq!(set(&edits, ":path"), Some("/deep/path?q=1"));
+        assert_eq!(
+            set(&edits, "x-github-repo"),
+            Some("https://github.com/octocat/hello-world")
+        );
+        assert_eq!(set(&edits, "x-forwarded-prefix"), None);
+        assert_eq!(set(&edits, "cookie"), Some("ws=1"));
+        assert_eq!(ws.service, "octocat--hello-world");
+        // A hashed name: routed by the host, no repository header.
+        let mut headers = request("/", &[]);
+        headers[2].1 = b"kubernetes-k8s-io-0123456789.dev.example".to_vec();
+        let Next::Check { pending, .. } = on_request_headers(&config, &headers).next else {
+            panic!()
+        };
+        let Resume::Forward { edits, .. } = resume(&config, &pending, Some(&logged_in())) else {
+            panic!()
+        };
+        assert_eq!(set(&edits, "x-github-repo"), None);
+    }
+
+    #[test]
+    fn cache_keys_only_for_plain_checked_workspace_requests_and_logouts_forget() {
+        let config = config("{}");
+        let cookie = [("cookie", "authentik_proxy_1=s")];
+        let (_, pending) = check(&config, &request("/github/a/b/", &cookie));
+        assert!(pending.cache_key().is_some());
+        let (_, pending) = check(
+            &config,
+            &request("/github/a/b/?X-authentik-auth-callback=true", &cookie),
+        );
+        assert!(pending.cache_key().is_none());
+        let (_, pending) = check(&config, &request("/github/a/b/", &[]));
+        assert!(pending.cache_key().is_none());
+        let logout = on_request_headers(
+            &config,
+            &request("/outpost.goauthentik.io/sign_out", &cookie),
+        );
+        assert!(logout.forget.is_some());
+        let logout = on_request_headers(&config, &request("/x?X-authentik-logout=true", &cookie));
+        assert!(logout.forget.is_some());
+        let off = full(r#"{"outpost":{"cluster":"ak"},"cache":{"ttl":"0s"}}"#);
+        let (_, pending) = check(&off, &request("/github/a/b/", &cookie));
+        assert!(pending.cache_key().is_none());
+    }
+
+    #[test]
     fn failed_check_answers_and_forwards_nothing() {
         let config = config("{}");
         let (_, pending) = check(
             &config,
             &request("/github/a/b/", &[("accept", "application/json")]),
         );
-        let Resume::Answer(reply) = on_outpost_response(&config, &pending, None) else {
+        let Resume::Answer(reply) = resume(&config, &pending, None) else {
             panic!()
         };
         assert_eq!(reply.status, 503);
@@ -564,8 +1040,7 @@ mod tests {
             let Next::Check { pending, .. } = decision.next else {
                 continue;
             };
-            let Resume::Forward { edits, .. } =
-                on_outpost_response(&config, &pending, Some(&logged_in()))
+            let Resume::Forward { edits, .. } = resume(&config, &pending, Some(&logged_in()))
             else {
                 panic!("{path}: allowed check not forwarded")
             };

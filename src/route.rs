@@ -1,11 +1,13 @@
-//! Request path → what the gateway does with it: the health answer, a GitHub repository (or a
-//! precise reason why the path is refused), or nothing (the route table decides).
+//! Request path → what the gateway does with it: the health answer, a repository on GitHub,
+//! GitLab or Bitbucket (or a precise reason why the path is refused), or nothing (the route table
+//! decides).
 
 use std::fmt;
 
-use crate::names::{NameError, RepoId};
+use crate::names::{Forge, NameError, RepoId};
 
-pub const GITHUB_PREFIX: &str = "/github/";
+/// GitLab's separator between a project path and the pages below it.
+pub const GITLAB_SEPARATOR: &str = "/-/";
 /// Longest `:path` (query included) the filter accepts; longer ones are refused, not truncated.
 pub const MAX_PATH: usize = 8192;
 
@@ -13,7 +15,8 @@ pub const MAX_PATH: usize = 8192;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepoPath {
     pub id: RepoId,
-    /// `/github/{owner}/{repo}` exactly as the client spelled it: the base its relative URLs use.
+    /// `/github/{owner}/{repo}` (or the GitLab / Bitbucket form) exactly as the client spelled it:
+    /// the base its relative URLs use.
     pub prefix: String,
     /// Everything after the prefix, starting with `/`, query included.
     pub rest: String,
@@ -23,7 +26,8 @@ pub struct RepoPath {
 pub enum Target {
     Health,
     Repo(RepoPath),
-    /// `/github/{owner}/{repo}` without the trailing slash: where to send the client instead.
+    /// A repository path without its trailing slash (GitLab: without `/-/`): where to send the
+    /// client instead.
     AddSlash(String),
     /// Anything else: left to the route table.
     Elsewhere,
@@ -38,7 +42,7 @@ pub enum PathError {
     Backslash,
     Encoded(&'static str),
     BadPercent,
-    Incomplete,
+    Incomplete(Forge),
     Name(NameError),
 }
 
@@ -59,7 +63,7 @@ impl fmt::Display for PathError {
             PathError::BadPercent => {
                 f.write_str("path contains a \"%\" that is not followed by two hex digits")
             }
-            PathError::Incomplete => f.write_str("expected /github/{owner}/{repo}/"),
+            PathError::Incomplete(forge) => write!(f, "expected {}", forge.shape()),
             PathError::Name(name) => name.fmt(f),
         }
     }
@@ -73,34 +77,84 @@ pub fn split_query(path: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// The forge a path belongs to (`/github`, `/github/…`, likewise GitLab and Bitbucket) and what
+/// follows its segment.
+pub fn forge_of(bare: &str) -> Option<(Forge, &str)> {
+    let rest = bare.strip_prefix('/')?;
+    let (segment, after) = match rest.find('/') {
+        Some(i) => (rest.get(..i)?, rest.get(i..)?),
+        None => (rest, ""),
+    };
+    Forge::from_segment(segment).map(|forge| (forge, after))
+}
+
+/// Whether raw path bytes (perhaps not UTF-8) claim a forge: such paths are refused, not passed.
+pub fn claims_forge(path: &[u8]) -> bool {
+    Forge::ALL.iter().any(|forge| {
+        let segment = forge.segment().as_bytes();
+        path.strip_prefix(b"/")
+            .and_then(|p| p.strip_prefix(segment))
+            .is_some_and(|p| p.is_empty() || p.starts_with(b"/") || p.starts_with(b"?"))
+    })
+}
+
 /// Decides what `:path` asks for.
 pub fn target(path: &str, health_path: &str) -> Result<Target, PathError> {
     let (bare, query) = split_query(path);
     if bare == health_path {
         return Ok(Target::Health);
     }
-    if bare != "/github" && !bare.starts_with(GITHUB_PREFIX) {
+    let Some((forge, after)) = forge_of(bare) else {
         return Ok(Target::Elsewhere);
-    }
+    };
     check_clean(path)?;
-    let mut segments = bare
-        .get(GITHUB_PREFIX.len()..)
-        .unwrap_or_default()
-        .splitn(3, '/');
-    let owner = segments.next().unwrap_or_default();
-    let repo = segments.next().unwrap_or_default();
-    if owner.is_empty() || repo.is_empty() {
-        return Err(PathError::Incomplete);
-    }
-    let id = RepoId::new(owner, repo).map_err(PathError::Name)?;
-    let prefix = format!("{GITHUB_PREFIX}{owner}/{repo}");
     let query = query.map(|q| format!("?{q}")).unwrap_or_default();
-    match segments.next() {
+    let body = after.strip_prefix('/').unwrap_or_default();
+    let (names, rest) = match forge {
+        Forge::GitLab => match body.find(GITLAB_SEPARATOR) {
+            Some(i) => (
+                body.get(..i).unwrap_or_default(),
+                body.get(i + GITLAB_SEPARATOR.len() - 1..),
+            ),
+            None => (
+                body.strip_suffix("/-")
+                    .unwrap_or(body)
+                    .trim_end_matches('/'),
+                None,
+            ),
+        },
+        Forge::GitHub | Forge::Bitbucket => {
+            let mut parts = body.splitn(3, '/');
+            let owner = parts.next().unwrap_or_default();
+            let repo = parts.next().unwrap_or_default();
+            let names = body.get(..owner.len() + 1 + repo.len()).unwrap_or(body);
+            (
+                names,
+                parts.next().map(|_| body.get(names.len()..).unwrap_or("/")),
+            )
+        }
+    };
+    let segments: Vec<&str> = names.split('/').collect();
+    if segments.len() < 2 || segments.iter().any(|s| s.is_empty()) {
+        return Err(PathError::Incomplete(forge));
+    }
+    let id = match (forge, segments.as_slice()) {
+        (Forge::GitHub, [owner, repo]) => RepoId::new(owner, repo),
+        (Forge::Bitbucket, [workspace, slug]) => RepoId::bitbucket(workspace, slug),
+        (Forge::GitLab, segments) => RepoId::gitlab(segments),
+        _ => return Err(PathError::Incomplete(forge)),
+    }
+    .map_err(PathError::Name)?;
+    let prefix = match forge {
+        Forge::GitLab => format!("/{}/{names}/-", forge.segment()),
+        _ => format!("/{}/{names}", forge.segment()),
+    };
+    match rest {
         None => Ok(Target::AddSlash(format!("{prefix}/{query}"))),
         Some(rest) => Ok(Target::Repo(RepoPath {
             id,
             prefix,
-            rest: format!("/{rest}{query}"),
+            rest: format!("{rest}{query}"),
         })),
     }
 }

@@ -10,7 +10,7 @@ import pytest
 
 from fakes.outpost import FakeOutpost
 from fakes.upstream import FakeUpstream
-from harness import ROOT, Envoy, gateway_config
+from harness import ROOT, Envoy, gateway_config, shipped_plugin_config
 
 HOST = "gw.example"
 
@@ -41,7 +41,10 @@ def fresh_fakes(request):
 
 @pytest.fixture(scope="session")
 def gateway(outpost, upstream):
-    with Envoy(gateway_config(outpost.port, upstream.port), name="gateway") as envoy:
+    """The shipped configuration with the decision cache off: every request asks the outpost, so
+    each test sees the outpost's behaviour of the moment (the cache has its own tests)."""
+    config = {**shipped_plugin_config(), "cache": {"ttl": "0s"}}
+    with Envoy(gateway_config(outpost.port, upstream.port, config), name="gateway") as envoy:
         yield envoy
 
 

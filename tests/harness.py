@@ -78,6 +78,11 @@ def wasm_filter(bootstrap: dict) -> dict:
     return next(f for f in hcm["http_filters"] if f["name"] == "devcontainer-gateway")
 
 
+def shipped_plugin_config() -> dict:
+    """The filter's configuration as envoy/gateway.yaml ships it."""
+    return json.loads(wasm_filter(load_gateway_yaml())["typed_config"]["config"]["configuration"]["value"])
+
+
 def gateway_config(
     outpost_port: int,
     upstream_port: int,

@@ -98,7 +98,7 @@ def test_allowed_request_carries_identity_and_routing_but_no_credentials(gateway
     assert echoed(echo, "x-authentik-username") == ["alice"]
     assert echoed(echo, "x-authentik-groups") == ["developers"]
     assert echoed(echo, "x-authentik-email") == ["alice@example.com"]
-    assert echoed(echo, "x-authentik-meta-app") == ["devcontainer-gateway"]
+    assert echoed(echo, "x-authentik-meta-app") == []  # outpost internals are not forwarded unless listed
     assert echoed(echo, "cookie") == ["theme=dark"]
     assert echoed(echo, "x-client-note") == ["hi"]
     names = echoed_names(echo)

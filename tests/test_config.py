@@ -18,7 +18,7 @@ REFUSED = [
     ('{"outpost": {"cluster": "ak"}, "identity_headers": ["cookie"]}', 'identity_headers[0]: "cookie" is not an x-authentik-* header name'),
     ('{"outpost": {"cluster": "ak"}, "health_path": "health"}', 'health_path: "health" is not an absolute path'),
     ('{"outpost": {"cluster": "ak"}, "routing": {"namespace": "Foo_Bar"}}', 'routing.namespace: "Foo_Bar" is not a DNS-1123 label'),
-    ('{"outpost": {"cluster": "ak"}, "routing": {"mode": "per_repo"}}', 'routing.mode: "per_repo" is not "shared" or "per-repo"'),
+    ('{"outpost": {"cluster": "ak"}, "routing": {"mode": "per_repo"}}', 'routing.mode: "per_repo" is not "shared", "per-repo" or "per-user"'),
     ('{"outpost": {"cluster": "ak"}, "routing": {"mode": "per-repo", "service": "x"}}', 'routing.service: is only used with mode "shared"'),
     ('{"outpost": {"cluster": "ak"}, "routing": {"service": "Dev_Container"}}', 'routing.service: "Dev_Container" is not a DNS-1035 label'),
     ('{"outpost": {"cluster": "ak"}, "routing": {"strip_prefix": "yes"}}', "routing.strip_prefix: must be true or false, not a string"),

@@ -24,7 +24,7 @@ def test_every_outcome_is_counted(gateway, outpost, alice):
     outpost.mode = "status:401"
     gateway.get("/github/octocat/hello-world/", [("Cookie", alice)])              # refused
     after = counters(gateway)
-    delta = {name: after[name] - before.get(name, 0) for name in after}
+    delta = {name: after[name] - before.get(name, 0) for name in after if after[name] != before.get(name, 0)}
     assert delta == {
         "outpost_checks_total": 4,
         "allowed_total": 1,

@@ -1,0 +1,217 @@
+//! The decision cache, as data: which credentials a cached "yes" belongs to, and how an entry is
+//! written into (and read back from) proxy-wasm shared data, where every Envoy worker sees it.
+//!
+//! Only allowed outcomes are cached, keyed by a SHA-256 of exactly what the outpost judged: the
+//! host and the client's session cookies and `Authorization`. The table is a fixed number of slots
+//! (a key's slot is a function of its hash), so it is bounded without enumeration, and a new entry
+//! evicts whatever shared its slot. Every entry carries its full key and its expiry: another
+//! session's entry in the same slot is a miss, an expired one is never served.
+
+use sha2::{Digest, Sha256};
+
+use crate::auth::Identity;
+use crate::config::Config;
+
+/// A request's place in the cache: `entry` is what an entry must match (credentials and host),
+/// `session` picks the slot (credentials only), so that all hosts of one session share one slot
+/// and a logout on any of them empties it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key {
+    pub entry: [u8; 32],
+    pub session: [u8; 32],
+}
+
+const MAGIC: &[u8; 4] = b"dgc1";
+const SLOT_PREFIX: &str = "devcontainer-gateway/decision/";
+
+/// The cache key of a request, or `None` when it carries no credentials (nothing to remember).
+pub fn key(
+    config: &Config,
+    host: &str,
+    cookie: Option<&[u8]>,
+    authorization: Option<&[u8]>,
+) -> Option<Key> {
+    let mut hasher = Sha256::new();
+    let mut any = false;
+    for pair in cookie.unwrap_or_default().split(|b| *b == b';') {
+        let pair = pair.trim_ascii();
+        let name = pair.split(|b| *b == b'=').next().unwrap_or_default();
+        if config.credentials.is_session_cookie(name.trim_ascii()) {
+            hasher.update(b"\0c");
+            hasher.update(pair);
+            any = true;
+        }
+    }
+    if let Some(authorization) = authorization {
+        hasher.update(b"\0a");
+        hasher.update(authorization);
+        any = true;
+    }
+    if !any {
+        return None;
+    }
+    let session: [u8; 32] = hasher.finalize().into();
+    // What the outpost's answer depends on besides the credentials: the host (its application)
+    // and which headers it is asked for. A new configuration never reads an old entry.
+    let mut hasher = Sha256::new();
+    hasher.update(session);
+    hasher.update(host.to_ascii_lowercase().as_bytes());
+    hasher.update(b"\0");
+    hasher.update(config.identity_headers.join(",").as_bytes());
+    hasher.update(b"\0");
+    hasher.update(config.outpost.path_prefix.as_bytes());
+    Some(Key {
+        entry: hasher.finalize().into(),
+        session,
+    })
+}
+
+/// The shared-data name of `key`'s slot.
+pub fn slot(key: &Key, max_entries: u32) -> String {
+    let [a, b, c, d, ..] = key.session;
+    let n = u32::from_le_bytes([a, b, c, d]) % max_entries.max(1);
+    format!("{SLOT_PREFIX}{n}")
+}
+
+/// An allowed outcome for `key`, valid until `expires_ms` (milliseconds since the epoch).
+pub fn encode(key: &Key, expires_ms: u64, identity: &Identity) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + identity.headers.len() * 48);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&key.entry);
+    out.extend_from_slice(&expires_ms.to_le_bytes());
+    put(&mut out, identity.username.as_bytes());
+    put(&mut out, identity.groups.as_bytes());
+    let count = u32::try_from(identity.headers.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&count.to_le_bytes());
+    for (name, value) in &identity.headers {
+        put(&mut out, name.as_bytes());
+        put(&mut out, value);
+    }
+    out
+}
+
+/// What a logout leaves in the slot of its session: an entry that no key matches.
+pub fn tombstone() -> Vec<u8> {
+    encode(
+        &Key {
+            entry: [0; 32],
+            session: [0; 32],
+        },
+        0,
+        &Identity {
+            username: String::new(),
+            groups: String::new(),
+            headers: Vec::new(),
+        },
+    )
+}
+
+/// The identity cached for `key`, if the slot holds a live entry of that very key.
+pub fn decode(bytes: &[u8], key: &Key, now_ms: u64) -> Option<Identity> {
+    let rest = bytes.strip_prefix(MAGIC)?;
+    let (stored, rest) = rest.split_first_chunk::<32>()?;
+    if *stored != key.entry {
+        return None;
+    }
+    let (expires, mut rest) = rest.split_first_chunk::<8>()?;
+    if u64::from_le_bytes(*expires) <= now_ms {
+        return None;
+    }
+    let username = String::from_utf8(take(&mut rest)?.to_vec()).ok()?;
+    let groups = String::from_utf8(take(&mut rest)?.to_vec()).ok()?;
+    if username.is_empty() {
+        return None;
+    }
+    let (count, tail) = rest.split_first_chunk::<4>()?;
+    rest = tail;
+    let count = u32::from_le_bytes(*count);
+    let mut headers = Vec::new();
+    for _ in 0..count {
+        let name = String::from_utf8(take(&mut rest)?.to_vec()).ok()?;
+        let value = take(&mut rest)?.to_vec();
+        headers.push((name, value));
+    }
+    if !rest.is_empty() {
+        return None;
+    }
+    Some(Identity {
+        username,
+        groups,
+        headers,
+    })
+}
+
+fn put(out: &mut Vec<u8>, field: &[u8]) {
+    // Header values are bounded by Envoy's header limits (96 KiB here), far below u32::MAX.
+    let len = u32::try_from(field.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(field.get(..len as usize).unwrap_or(field));
+}
+
+fn take<'b>(rest: &mut &'b [u8]) -> Option<&'b [u8]> {
+    let (len, tail) = rest.split_first_chunk::<4>()?;
+    let len = usize::try_from(u32::from_le_bytes(*len)).ok()?;
+    let field = tail.get(..len)?;
+    *rest = tail.get(len..)?;
+    Some(field)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        crate::config::parse(br#"{"outpost":{"cluster":"c"}}"#).unwrap()
+    }
+
+    fn alice() -> Identity {
+        Identity {
+            username: "alice".into(),
+            groups: "developers|admins".into(),
+            headers: vec![
+                ("x-authentik-username".into(), b"alice".to_vec()),
+                ("x-authentik-name".into(), "Alice Ä".as_bytes().to_vec()),
+            ],
+        }
+    }
+
+    #[test]
+    fn keys_depend_on_session_cookies_authorization_and_host_only() {
+        let c = config();
+        let k = |host, cookie: &str, auth: Option<&str>| {
+            key(&c, host, Some(cookie.as_bytes()), auth.map(str::as_bytes))
+        };
+        let base = k("gw", "theme=dark; authentik_proxy_1=s1", None);
+        assert!(base.is_some());
+        assert_eq!(base, k("GW", "authentik_proxy_1=s1; theme=light", None));
+        assert_ne!(base, k("gw", "authentik_proxy_1=s2", None));
+        let other_host = k("other", "authentik_proxy_1=s1", None).unwrap();
+        assert_ne!(base.unwrap().entry, other_host.entry);
+        assert_eq!(base.unwrap().session, other_host.session);
+        assert_ne!(base, k("gw", "authentik_proxy_1=s1", Some("Basic x")));
+        assert_eq!(k("gw", "theme=dark", None), None);
+        assert!(k("gw", "", Some("Bearer t")).is_some());
+    }
+
+    #[test]
+    fn entries_round_trip_and_expire() {
+        let key = Key {
+            entry: [7u8; 32],
+            session: [9u8; 32],
+        };
+        let bytes = encode(&key, 1_000, &alice());
+        assert_eq!(decode(&bytes, &key, 999), Some(alice()));
+        assert_eq!(decode(&bytes, &key, 1_000), None);
+        let other = Key {
+            entry: [8u8; 32],
+            ..key
+        };
+        assert_eq!(decode(&bytes, &other, 0), None);
+        assert_eq!(decode(&tombstone(), &key, 0), None);
+        for cut in 0..bytes.len() {
+            assert_eq!(decode(&bytes[..cut], &key, 0), None, "{cut}");
+        }
+        assert!(slot(&key, 10).starts_with(SLOT_PREFIX));
+        assert_eq!(slot(&key, 0), slot(&key, 1));
+    }
+}
