@@ -29,6 +29,8 @@ TEMPLATE = KNATIVE / "workspace.template.yaml"
 EXAMPLE = KNATIVE / "octocat--hello-world.yaml"
 BLUEPRINT_DIR = ISTIO / "authentik"
 README = ROOT / "README.md"
+# Prometheus and Helm configuration, not cluster objects: tests/test_observability.py checks it.
+OBSERVABILITY = ISTIO / "observability"
 SCHEMAS = Path(os.environ.get("DCGW_SCHEMAS") or TESTS / "schemas")
 SHARED_SCHEMAS = TESTS.parents[1] / "shared" / "schemas"
 
@@ -443,7 +445,8 @@ def rel(path: Path) -> str:
 
 
 def manifest_files() -> list[Path]:
-    return sorted(p for p in ISTIO.rglob("*") if p.suffix in (".yaml", ".yml") and p != TEMPLATE)
+    return sorted(p for p in ISTIO.rglob("*")
+                  if p.suffix in (".yaml", ".yml") and p != TEMPLATE and not p.is_relative_to(OBSERVABILITY))
 
 
 def docs(path: Path | str) -> list[dict]:
