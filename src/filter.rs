@@ -238,6 +238,8 @@ impl RootContext for Root {
             state: State::Start,
             started: 0,
             request_id: None,
+            original: Vec::new(),
+            strip: Vec::new(),
         }))
     }
 
@@ -275,6 +277,10 @@ struct Filter {
     state: State,
     started: u64,
     request_id: Option<String>,
+    /// The request's headers as the client sent them and the spoofed ones among them, kept while
+    /// the check runs: the allowed request is handed back in one call.
+    original: Vec<(String, Vec<u8>)>,
+    strip: Vec<String>,
 }
 
 /// How a decision came about, for the access log.
@@ -307,13 +313,15 @@ impl Filter {
         );
     }
 
-    fn apply(&self, edits: Vec<Edit>) {
-        for edit in edits {
-            match edit {
-                Edit::Set(name, value) => self.set_http_request_header_bytes(&name, Some(&value)),
-                Edit::Remove(name) => self.set_http_request_header_bytes(&name, None),
-            }
-        }
+    /// Hands the allowed request back with its edits: one host call instead of one per header.
+    fn apply(&mut self, edits: Vec<Edit>) {
+        let original = std::mem::take(&mut self.original);
+        let headers = request::edited(&original, &self.strip, edits);
+        let pairs: Vec<(&str, &[u8])> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_slice()))
+            .collect();
+        self.set_http_request_headers_bytes(pairs);
     }
 
     fn log(&self, user: &str, repo: &str, outcome: &str, status: u32, source: Source) {
@@ -542,15 +550,15 @@ impl HttpContext for Filter {
         let headers = self.get_http_request_headers_bytes();
         let decision = request::on_request_headers(&config, &headers);
         self.metrics.add(Counter::Spoofed, decision.strip.len());
-        for name in &decision.strip {
-            self.set_http_request_header_bytes(name, None);
-        }
         if let Some(key) = &decision.forget {
             let slot = cache::slot(key, config.cache.max_entries);
             let _ = self.set_shared_data(&slot, Some(&cache::tombstone()), None);
         }
         match decision.next {
             Next::Continue => {
+                for name in &decision.strip {
+                    self.set_http_request_header_bytes(name, None);
+                }
                 self.state = State::Forwarded {
                     set_cookies: Vec::new(),
                     workspace: None,
@@ -571,6 +579,8 @@ impl HttpContext for Filter {
             }
             Next::Check { call, pending } => {
                 self.request_id = pending.client().request_id.clone();
+                self.original = headers;
+                self.strip = decision.strip;
                 let mut cas = None;
                 if let Some(key) = pending.cache_key() {
                     let (bytes, version) =

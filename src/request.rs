@@ -1,8 +1,6 @@
 //! One request's decisions, as data: what to strip, whether to answer, check or pass, and what
 //! to change once the outpost has spoken. The host adapter (`filter.rs`) only carries them out.
 
-use url::form_urlencoded;
-
 use crate::auth::{self, Identity, OutpostResponse, Verdict};
 use crate::cache;
 use crate::config::{Config, Mode};
@@ -368,6 +366,46 @@ fn host_redirect(config: &Config, headers: &Headers, path: &str) -> Option<Strin
         .unwrap_or_default();
     let service = knative_service_name(&repo.id);
     Some(format!("{scheme}://{service}.{domain}{port}{}", repo.rest))
+}
+
+/// The request headers once `strip` and `edits` are applied, for the host to take in one call:
+/// kept headers stay in place (a set header takes the place of its first occurrence), new ones
+/// follow.
+pub fn edited(headers: &Headers, strip: &[String], edits: Vec<Edit>) -> Vec<(String, Vec<u8>)> {
+    let mut sets: Vec<(String, Option<Vec<u8>>)> = Vec::with_capacity(edits.len());
+    let mut removed: Vec<String> = strip.to_vec();
+    for edit in edits {
+        match edit {
+            Edit::Set(name, value) => {
+                sets.retain(|(n, _)| *n != name);
+                removed.retain(|n| *n != name);
+                sets.push((name, Some(value)));
+            }
+            Edit::Remove(name) => {
+                sets.retain(|(n, _)| *n != name);
+                removed.push(name);
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(headers.len() + sets.len());
+    for (name, value) in headers {
+        if removed.contains(name) {
+            continue;
+        }
+        match sets.iter_mut().find(|(n, _)| n == name) {
+            Some((_, slot)) => {
+                if let Some(value) = slot.take() {
+                    out.push((name.clone(), value));
+                }
+            }
+            None => out.push((name.clone(), value.clone())),
+        }
+    }
+    out.extend(
+        sets.into_iter()
+            .filter_map(|(name, value)| value.map(|v| (name, v))),
+    );
+    out
 }
 
 /// What the outpost's answer (`None`: the call failed) means for the waiting request, and the
@@ -960,6 +998,47 @@ mod tests {
         let off = full(r#"{"outpost":{"cluster":"ak"},"cache":{"ttl":"0s"}}"#);
         let (_, pending) = check(&off, &request("/github/a/b/", &cookie));
         assert!(pending.cache_key().is_none());
+    }
+
+    #[test]
+    fn edits_keep_order_replace_in_place_and_drop_duplicates() {
+        let headers = request(
+            "/github/a/b/x",
+            &[
+                ("cookie", "a=1"),
+                ("x-authentik-uid", "spoof"),
+                ("accept", "*/*"),
+                ("cookie", "authentik_proxy_1=s"),
+                ("authorization", "Basic eA=="),
+            ],
+        );
+        let out = edited(
+            &headers,
+            &["x-authentik-uid".to_string()],
+            vec![
+                Edit::Set(":path".into(), b"/x".to_vec()),
+                Edit::Set("cookie".into(), b"a=1".to_vec()),
+                Edit::Remove("authorization".into()),
+                Edit::Set("x-authentik-uid".into(), b"42".to_vec()),
+                Edit::Set("x-github-repo".into(), b"r".to_vec()),
+            ],
+        );
+        let names: Vec<(&str, &[u8])> = out
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_slice()))
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                (":method", b"GET".as_slice()),
+                (":path", b"/x"),
+                (":authority", b"gw.example"),
+                ("cookie", b"a=1"),
+                ("x-authentik-uid", b"42"),
+                ("accept", b"*/*"),
+                ("x-github-repo", b"r"),
+            ]
+        );
     }
 
     #[test]
