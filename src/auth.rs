@@ -189,7 +189,7 @@ fn redirect(config: &Config, status: u32, response: &OutpostResponse, client: &C
             .map(|(_, v)| ("set-cookie", v.as_slice())),
     );
     relayed.extend(response.first("content-type").map(|v| ("content-type", v)));
-    let mut headers = Vec::with_capacity(relayed.len() + 1);
+    let mut headers = Vec::with_capacity(relayed.len().saturating_add(1));
     for (name, value) in relayed {
         match std::str::from_utf8(value) {
             Ok(value) => headers.push((name.to_string(), value.to_string())),

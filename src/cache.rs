@@ -69,13 +69,15 @@ pub fn key(
 /// The shared-data name of `key`'s slot.
 pub fn slot(key: &Key, max_entries: u32) -> String {
     let [a, b, c, d, ..] = key.session;
-    let n = u32::from_le_bytes([a, b, c, d]) % max_entries.max(1);
+    let n = u32::from_le_bytes([a, b, c, d])
+        .checked_rem(max_entries)
+        .unwrap_or(0);
     format!("{SLOT_PREFIX}{n}")
 }
 
 /// An allowed outcome for `key`, valid until `expires_ms` (milliseconds since the epoch).
 pub fn encode(key: &Key, expires_ms: u64, identity: &Identity) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + identity.headers.len() * 48);
+    let mut out = Vec::with_capacity(identity.headers.len().saturating_mul(48).saturating_add(64));
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&key.entry);
     out.extend_from_slice(&expires_ms.to_le_bytes());

@@ -223,7 +223,7 @@ impl Template {
                             ))
                         }
                     });
-                    rest = rest.get(close + 1..).unwrap_or_default();
+                    rest = rest.get(close.saturating_add(1)..).unwrap_or_default();
                 }
                 found => {
                     let end = found.unwrap_or(rest.len());

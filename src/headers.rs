@@ -82,11 +82,11 @@ pub fn fix_response(credentials: &Credentials, headers: &[(String, Vec<u8>)]) ->
             if !fix.remove.contains(name) {
                 fix.remove.push(name.clone());
             }
-            fix.dropped += 1;
+            fix.dropped = fix.dropped.saturating_add(1);
         } else if name.eq_ignore_ascii_case("set-cookie") {
             if is_hostile_cookie(credentials, value) {
                 any_cookie_dropped = true;
-                fix.dropped += 1;
+                fix.dropped = fix.dropped.saturating_add(1);
             } else {
                 fix.keep_cookies.push(value.clone());
             }
@@ -121,7 +121,7 @@ fn trim(bytes: &[u8]) -> &[u8] {
     let end = bytes
         .iter()
         .rposition(|b| !b.is_ascii_whitespace())
-        .map_or(start, |i| i + 1);
+        .map_or(start, |i| i.saturating_add(1));
     bytes.get(start..end).unwrap_or_default()
 }
 

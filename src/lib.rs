@@ -1,6 +1,22 @@
 //! devcontainer-gateway: a proxy-wasm HTTP filter that makes an Envoy or Istio ingress gateway
 //! the front door of a dev-container platform. The decisions live in plain modules tested on the
 //! host; only `filter` talks to the proxy.
+//!
+//! A panic aborts the wasm VM, and with it every request on that worker: outside tests, nothing
+//! may unwrap, index, or do arithmetic that can overflow.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
 
 pub mod auth;
 pub mod cache;

@@ -122,7 +122,7 @@ impl Pattern {
                 format!("{text:?} names a forge but no repositories (add /* or /**)"),
             ));
         }
-        let last = parts.len() - 1;
+        let last = parts.len().saturating_sub(1);
         let mut segments = Vec::with_capacity(parts.len());
         for (i, part) in parts.into_iter().enumerate() {
             segments.push(match part {

@@ -387,7 +387,7 @@ pub fn edited(headers: &Headers, strip: &[String], edits: Vec<Edit>) -> Vec<(Str
             }
         }
     }
-    let mut out = Vec::with_capacity(headers.len() + sets.len());
+    let mut out = Vec::with_capacity(headers.len().saturating_add(sets.len()));
     for (name, value) in headers {
         if removed.contains(name) {
             continue;

@@ -114,7 +114,8 @@ pub fn target(path: &str, health_path: &str) -> Result<Target, PathError> {
         Forge::GitLab => match body.find(GITLAB_SEPARATOR) {
             Some(i) => (
                 body.get(..i).unwrap_or_default(),
-                body.get(i + GITLAB_SEPARATOR.len() - 1..),
+                // The rest starts with the separator's last `/`.
+                body.get(i.saturating_add(GITLAB_SEPARATOR.len()).saturating_sub(1)..),
             ),
             None => (
                 body.strip_suffix("/-")
@@ -127,7 +128,9 @@ pub fn target(path: &str, health_path: &str) -> Result<Target, PathError> {
             let mut parts = body.splitn(3, '/');
             let owner = parts.next().unwrap_or_default();
             let repo = parts.next().unwrap_or_default();
-            let names = body.get(..owner.len() + 1 + repo.len()).unwrap_or(body);
+            let names = body
+                .get(..owner.len().saturating_add(1).saturating_add(repo.len()))
+                .unwrap_or(body);
             (
                 names,
                 parts.next().map(|_| body.get(names.len()..).unwrap_or("/")),
@@ -195,7 +198,7 @@ fn check_percent(text: &str, in_path: bool) -> Result<(), PathError> {
     while let Some(&b) = bytes.get(i) {
         if b == b'%' {
             let decoded = bytes
-                .get(i + 1..i + 3)
+                .get(i.saturating_add(1)..i.saturating_add(3))
                 .and_then(|hex| std::str::from_utf8(hex).ok())
                 .and_then(|hex| u8::from_str_radix(hex, 16).ok())
                 .ok_or(PathError::BadPercent)?;
@@ -209,9 +212,9 @@ fn check_percent(text: &str, in_path: bool) -> Result<(), PathError> {
                 }
                 _ => {}
             }
-            i += 3;
+            i = i.saturating_add(3);
         } else {
-            i += 1;
+            i = i.saturating_add(1);
         }
     }
     Ok(())

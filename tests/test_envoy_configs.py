@@ -26,3 +26,17 @@ def test_envoy_validates(path):
     assert result.returncode == 0, output[-3000:]
     assert f"configuration '{path}' OK" in output
     assert "devcontainer-gateway 0.1.0 configured" in output
+
+
+def test_every_wasm_config_reloads_a_crashed_vm_and_none_fails_open():
+    """A crashed VM would otherwise refuse every request of its worker until the pod restarts
+    (FAIL_CLOSED); FAIL_OPEN would pass requests unchecked."""
+    found = []
+    for path in sorted((ROOT / "envoy").glob("*.yaml")) + sorted((ROOT / "istio").rglob("*.yaml")):
+        for line in path.read_text().splitlines():
+            key, _, value = line.strip().partition(":")
+            if key in ("failure_policy", "failStrategy", "fail_open"):
+                found.append((path.name, key, value.split("#")[0].strip()))
+    assert ("gateway.yaml", "failure_policy", "FAIL_RELOAD") in found
+    assert ("wasmplugin.yaml", "failStrategy", "FAIL_RELOAD") in found
+    assert all(value == "FAIL_RELOAD" for _, _, value in found), found

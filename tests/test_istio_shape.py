@@ -72,7 +72,7 @@ def istio_gateway(outpost_port: int, upstream_port: int) -> dict:
             # jsonpb: compact JSON text
             "value": json.dumps(config, separators=(",", ":")),
         },
-        "failure_policy": {"FAIL_CLOSE": "FAIL_CLOSED", "FAIL_OPEN": "FAIL_OPEN"}[spec.get("failStrategy", "FAIL_CLOSE")],
+        "failure_policy": {"FAIL_CLOSE": "FAIL_CLOSED", "FAIL_RELOAD": "FAIL_RELOAD"}[spec.get("failStrategy", "FAIL_RELOAD")],
     }
     # The workspace route as the VirtualService generates it (to the local gateway), patched.
     hcm = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]

@@ -605,7 +605,7 @@ def config_errors(config, reference: dict = CONFIG_REFERENCE, path: str = "") ->
 def test_wasmplugin_is_fail_closed_on_the_public_listener_only():
     spec = plugin()["spec"]
     assert spec["phase"] == "AUTHN"
-    assert spec["failStrategy"] == "FAIL_CLOSE"
+    assert spec["failStrategy"] == "FAIL_RELOAD"  # reload a crashed VM; never FAIL_OPEN
     assert spec["url"].startswith("oci://")
     assert spec.get("imagePullPolicy") == "IfNotPresent"
     assert spec["pluginName"]
@@ -651,7 +651,7 @@ def test_envoyfilter_form_equals_the_wasmplugin():
     config = typed["config"]
     assert config["configuration"]["@type"] == STRING_VALUE_TYPE
     assert json.loads(config["configuration"]["value"]) == spec["pluginConfig"]
-    assert config["failure_policy"] == "FAIL_CLOSED"
+    assert config["failure_policy"] == "FAIL_RELOAD"
     assert config["root_id"] == spec["pluginName"]
     assert config["vm_config"]["runtime"] == "envoy.wasm.runtime.v8"
     assert config["vm_config"]["code"] == {"local": {"filename": "/var/local/wasm/devcontainer_gateway.wasm"}}
