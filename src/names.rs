@@ -493,6 +493,74 @@ mod tests {
     }
 
     #[test]
+    fn gitlab_and_bitbucket_names() {
+        let gl = RepoId::gitlab(&["Group", "Sub", "Project.git"]).unwrap();
+        assert_eq!((gl.owner(), gl.repo()), ("group/sub", "project"));
+        assert_eq!(gl.key(), "gitlab/group/sub/project");
+        assert_eq!(gl.url(), "https://gitlab.com/group/sub/project");
+        assert_eq!(
+            gl.url_at("https://git.example.com"),
+            "https://git.example.com/group/sub/project"
+        );
+        assert!(RepoId::gitlab(&["solo"]).is_err());
+        assert!(RepoId::gitlab(&["-g", "p"]).is_err());
+        assert!(RepoId::gitlab(&["g", "p.atom"]).is_err());
+        assert!(RepoId::gitlab(&["g", "p."]).is_err());
+        assert!(matches!(
+            RepoId::gitlab(&["g"; 22]),
+            Err(NameError::TooDeep(22))
+        ));
+        let bb = RepoId::bitbucket("Team", "Repo.git").unwrap();
+        assert_eq!(bb.url(), "https://bitbucket.org/team/repo");
+        assert!(RepoId::bitbucket("a.b", "r").is_err());
+        assert_eq!(
+            RepoId::parse_slug("gitlab/g/s/p").unwrap(),
+            RepoId::gitlab(&["g", "s", "p"]).unwrap()
+        );
+        assert_eq!(RepoId::parse_slug("bitbucket/w/r").unwrap(), bb_plain());
+        let names = [
+            knative_service_name(&gl),
+            knative_service_name(&bb),
+            knative_service_name(&RepoId::gitlab(&["group", "sub-project"]).unwrap()),
+            knative_service_name(&RepoId::gitlab(&["group-sub", "project"]).unwrap()),
+            knative_service_name(&RepoId::bitbucket("group", "sub-project").unwrap()),
+            knative_service_name(&RepoId::new("group", "sub-project").unwrap()),
+        ];
+        assert!(
+            names[0].starts_with("gl-group-sub-project-"),
+            "{}",
+            names[0]
+        );
+        assert!(names[1].starts_with("bb-team-repo-"), "{}", names[1]);
+        let distinct: std::collections::HashSet<_> = names.iter().collect();
+        assert_eq!(distinct.len(), names.len(), "{names:?}");
+        for n in &names {
+            assert!(is_dns1035_label(n) && n.len() <= MAX_SERVICE_NAME, "{n}");
+        }
+        let deep: Vec<String> = (0..21).map(|i| format!("group{i}")).collect();
+        let deep: Vec<&str> = deep.iter().map(String::as_str).collect();
+        let long = knative_service_name(&RepoId::gitlab(&deep).unwrap());
+        assert_eq!(long.len(), MAX_SERVICE_NAME);
+    }
+
+    fn bb_plain() -> RepoId {
+        RepoId::bitbucket("w", "r").unwrap()
+    }
+
+    #[test]
+    fn per_user_names_separate_users_and_stay_valid() {
+        let id = RepoId::new("octocat", "hello-world").unwrap();
+        let alice = per_user_service_name(&id, "alice");
+        assert!(alice.starts_with("u-alice-hello-world-"), "{alice}");
+        assert_ne!(alice, per_user_service_name(&id, "bob"));
+        assert_ne!(alice, per_user_service_name(&id, "Alice"));
+        for user in ["alice@example.com", "_", "9lives", &"x".repeat(300), "Ünï"] {
+            let n = per_user_service_name(&id, user);
+            assert!(is_dns1035_label(&n) && n.len() <= MAX_SERVICE_NAME, "{n}");
+        }
+    }
+
+    #[test]
     fn labels_and_header_names() {
         assert!(is_dns1123_label("0abc") && !is_dns1035_label("0abc"));
         assert!(is_dns1035_label("devcontainers"));

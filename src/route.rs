@@ -355,6 +355,50 @@ mod tests {
     }
 
     #[test]
+    fn gitlab_paths_end_at_the_separator() {
+        let r = repo("/gitlab/Group/Sub/Project/-/tree/main?ref=x");
+        assert_eq!(r.id.key(), "gitlab/group/sub/project");
+        assert_eq!(r.prefix, "/gitlab/Group/Sub/Project/-");
+        assert_eq!(r.rest, "/tree/main?ref=x");
+        assert_eq!(repo("/gitlab/g/p/-/").rest, "/");
+        assert_eq!(repo("/gitlab/g/p/-/-/x").rest, "/-/x");
+        for (path, slash) in [
+            ("/gitlab/g/p", "/gitlab/g/p/-/"),
+            ("/gitlab/g/p/", "/gitlab/g/p/-/"),
+            ("/gitlab/g/p/-", "/gitlab/g/p/-/"),
+            ("/gitlab/g/s/p?x=1", "/gitlab/g/s/p/-/?x=1"),
+        ] {
+            assert_eq!(
+                target(path, "/h"),
+                Ok(Target::AddSlash(slash.into())),
+                "{path}"
+            );
+        }
+        assert!(refused("/gitlab/solo/").starts_with("expected /gitlab/{group}"));
+        assert!(refused("/gitlab/").starts_with("expected /gitlab/"));
+        assert!(refused("/gitlab/g/-bad/-/").contains("is not a GitLab project path"));
+        assert!(refused("/gitlab/g/../p/-/").contains("\"..\" segment"));
+    }
+
+    #[test]
+    fn bitbucket_paths() {
+        let r = repo("/bitbucket/Team/Repo/src/main/");
+        assert_eq!(r.id.url(), "https://bitbucket.org/team/repo");
+        assert_eq!(r.rest, "/src/main/");
+        assert_eq!(
+            target("/bitbucket/t/r", "/h"),
+            Ok(Target::AddSlash("/bitbucket/t/r/".into()))
+        );
+        assert!(refused("/bitbucket/t/").starts_with("expected /bitbucket/{workspace}/{repo}/"));
+        assert!(refused("/bitbucket/a.b/r/").contains("Bitbucket workspace"));
+        assert!(
+            claims_forge(b"/bitbucket/\xff")
+                && claims_forge(b"/gitlab")
+                && !claims_forge(b"/gitlabx")
+        );
+    }
+
+    #[test]
     fn clean_paths_outside_github_for_the_outpost() {
         assert!(check_clean(
             "/outpost.goauthentik.io/callback?X-authentik-auth-callback=true&code=a%2Fb"
