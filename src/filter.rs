@@ -460,6 +460,19 @@ impl Filter {
         });
     }
 
+    /// Envoy's own 404 (no route matched, or a `direct_response` route), which gets the gateway's
+    /// page; an upstream's 404 is left alone.
+    fn is_envoy_not_found(&self) -> bool {
+        if self.get_http_response_header(":status").as_deref() != Some("404") {
+            return false;
+        }
+        let details = self.get_property(vec!["response", "code_details"]);
+        matches!(
+            details.as_deref(),
+            Some(b"route_not_found") | Some(b"direct_response")
+        )
+    }
+
     /// A workspace answered: tell the other workers, at most every few seconds per Service.
     fn mark_warm(&self, config: &Config, service: &str) {
         let Some(starting_page) = config.starting_page else {
@@ -562,7 +575,7 @@ impl HttpContext for Filter {
                 self.state = State::Forwarded {
                     set_cookies: Vec::new(),
                     workspace: None,
-                    client: Client::default(),
+                    client: request::client(&headers),
                 };
                 Action::Continue
             }
@@ -670,6 +683,11 @@ impl HttpContext for Filter {
         let Some(config) = self.config.clone() else {
             return Action::Continue;
         };
+        if workspace.is_none() && self.is_envoy_not_found() {
+            self.metrics.add(Counter::Local, 1);
+            self.send_page(request::not_found(&client));
+            return Action::Pause;
+        }
         if let Some(ws) = &workspace {
             let headers = self.get_http_response_headers_bytes();
             let status = headers

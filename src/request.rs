@@ -170,6 +170,21 @@ fn has_signature(query: Option<&str>, signatures: &[&str]) -> bool {
     })
 }
 
+/// How this client wants refusals written, and its request id.
+pub fn client(headers: &Headers) -> Client {
+    Client::new(first(headers, "accept"), first(headers, "x-request-id"))
+}
+
+/// The gateway's 404: what a client sees for a path no route serves.
+pub fn not_found(client: &Client) -> LocalReply {
+    reply::refuse(
+        404,
+        "nothing is served here; workspaces live under /github/{owner}/{repo}/, \
+         /gitlab/{group}/{project}/-/ and /bitbucket/{workspace}/{repo}/",
+        client,
+    )
+}
+
 pub fn on_request_headers(config: &Config, headers: &Headers) -> Decision {
     let strip = headers::spoofed(config, headers.iter().map(|(n, _)| n.as_str()));
     let next = next(config, headers);
@@ -233,7 +248,7 @@ fn repo_of_service(service: &str) -> Option<RepoId> {
 }
 
 fn next(config: &Config, headers: &Headers) -> Next {
-    let client = Client::new(first(headers, "accept"), first(headers, "x-request-id"));
+    let client = client(headers);
     let bad = |reason: &str| Next::Answer(reply::refuse(400, reason, &client));
     let raw_path = first(headers, ":path").unwrap_or_default();
     let authority = first(headers, ":authority").unwrap_or_default();
