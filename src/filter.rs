@@ -366,8 +366,8 @@ impl Filter {
                 self.answer(reply, true);
                 false
             }
-            Resume::Deny(reply) => {
-                self.log("-", repo.as_deref().unwrap_or("-"), "denied", 403, source);
+            Resume::Deny { reply, user } => {
+                self.log(&user, repo.as_deref().unwrap_or("-"), "denied", 403, source);
                 self.metrics.add(Counter::Denied, 1);
                 self.send_page(reply);
                 false

@@ -126,7 +126,10 @@ pub enum Resume {
     },
     Answer(LocalReply),
     /// The access policy refuses this user this repository.
-    Deny(LocalReply),
+    Deny {
+        reply: LocalReply,
+        user: String,
+    },
 }
 
 /// The workspace an allowed request goes to: what the filter needs to log it, to decide about
@@ -480,7 +483,10 @@ pub fn on_identity(
                 identity.username,
                 route.workspace.display()
             );
-            return Resume::Deny(reply::refuse(403, &reason, &pending.client));
+            return Resume::Deny {
+                reply: reply::refuse(403, &reason, &pending.client),
+                user: identity.username,
+            };
         }
     }
     let (edits, workspace) = routing_edits(config, route, identity);
@@ -908,11 +914,12 @@ mod tests {
             &config,
             &request("/github/other/w/", &[("accept", "application/json")]),
         );
-        let Resume::Deny(reply) = resume(&config, &pending, Some(&user("alice", "developers")))
+        let Resume::Deny { reply, user } =
+            resume(&config, &pending, Some(&user("alice", "developers")))
         else {
             panic!("not denied")
         };
-        assert_eq!(reply.status, 403);
+        assert_eq!((reply.status, user.as_str()), (403, "alice"));
         assert!(String::from_utf8_lossy(&reply.body).contains("alice may not open github/other/w"));
     }
 
