@@ -356,6 +356,49 @@ pub fn is_dns1123_label(name: &str) -> bool {
         && !name.ends_with('-')
 }
 
+/// A `Host` the gateway passes on (RFC 9110 §7.2 `uri-host [ ":" port ]`, restricted to DNS
+/// names, IPv4 and bracketed IPv6): no userinfo, no list (Envoy joins repeated `Host` headers with
+/// `,`), nothing the outpost could turn into another site's return URL.
+pub fn is_host_authority(text: &str) -> bool {
+    let (host, port) = match text.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((ip, tail)) => {
+                let ok = !ip.is_empty()
+                    && ip.len() <= 45
+                    && ip
+                        .chars()
+                        .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.');
+                if !ok {
+                    return false;
+                }
+                (
+                    None,
+                    tail.strip_prefix(':')
+                        .map(Some)
+                        .unwrap_or((!tail.is_empty()).then_some("")),
+                )
+            }
+            None => return false,
+        },
+        None => match text.rsplit_once(':') {
+            Some((host, port)) => (Some(host), Some(port)),
+            None => (Some(text), None),
+        },
+    };
+    let host_ok = host.is_none_or(|host| {
+        !host.is_empty()
+            && host.len() <= 253
+            && host.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            })
+    });
+    let port_ok =
+        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    host_ok && port_ok
+}
+
 /// An HTTP field name (RFC 9110 token), lower case as HTTP/2 requires.
 pub fn is_header_name(name: &str) -> bool {
     !name.is_empty()
@@ -557,6 +600,36 @@ mod tests {
         for user in ["alice@example.com", "_", "9lives", &"x".repeat(300), "Ünï"] {
             let n = per_user_service_name(&id, user);
             assert!(is_dns1035_label(&n) && n.len() <= MAX_SERVICE_NAME, "{n}");
+        }
+    }
+
+    #[test]
+    fn host_authorities() {
+        for good in [
+            "gw.example",
+            "GW.Example:8443",
+            "127.0.0.1:10000",
+            "[::1]:80",
+            "[::1]",
+            "localhost",
+        ] {
+            assert!(is_host_authority(good), "{good}");
+        }
+        for bad in [
+            "",
+            "gw.example,evil.example",
+            "user@gw.example",
+            "gw.example@evil.example",
+            "gw.example:",
+            "gw.example:80:80",
+            "gw .example",
+            "gw..example",
+            "[::1",
+            "[::1]x",
+            "gw.example/x",
+            "gw.example:123456",
+        ] {
+            assert!(!is_host_authority(bad), "{bad}");
         }
     }
 

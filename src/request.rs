@@ -5,7 +5,9 @@ use crate::auth::{self, Identity, OutpostResponse, Verdict};
 use crate::cache;
 use crate::config::{Config, Mode};
 use crate::headers::{self, CREDENTIALS};
-use crate::names::{is_dns1035_label, knative_service_name, per_user_service_name, RepoId};
+use crate::names::{
+    is_dns1035_label, is_host_authority, knative_service_name, per_user_service_name, RepoId,
+};
 use crate::names::{Forge, MAX_SERVICE_NAME};
 use crate::policy::Effect;
 use crate::reply::{self, Client, LocalReply};
@@ -327,6 +329,10 @@ fn next(config: &Config, headers: &Headers) -> Next {
     };
     if authority.is_empty() {
         return bad("the request has no Host");
+    }
+    // The outpost picks the application by the Host and builds the return URL from it.
+    if !std::str::from_utf8(authority).is_ok_and(is_host_authority) {
+        return bad("the Host is not a host name with an optional port");
     }
     let (Ok(host), Ok(cookie), Ok(authorization)) = (
         std::str::from_utf8(authority),
