@@ -164,6 +164,8 @@ class BackgroundServer:
         self._stopping = threading.Event()  # ends deliberate waits (slow modes, cold starts) early
         self._thread: threading.Thread | None = None
         self._stopped = False
+        self._down = False
+        self._handler = handler
         self._server = LoopbackServer(port, handler, self)
         self.port = self._server.server_address[1]
 
@@ -177,6 +179,27 @@ class BackgroundServer:
                                             name=f"{self.thread_name}-{self.port}", daemon=True)
             self._thread.start()
         return self
+
+    def go_down(self) -> None:
+        """Stop listening and cut every open connection, keeping all state: connections to the
+        port are refused until come_back()."""
+        if self._stopped or self._down:
+            return
+        self._down = True
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._server.abort_connections()
+        self._server.server_close()
+
+    def come_back(self) -> None:
+        """Listen again on the same port, with the same state."""
+        if self._stopped or not self._down:
+            return
+        self._server = LoopbackServer(self.port, self._handler, self)
+        self._down = False
+        self.start()
 
     def stop(self) -> None:
         if self._stopped:
