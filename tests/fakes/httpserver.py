@@ -17,8 +17,9 @@ class BodyTooLarge(Exception):
     pass
 
 
-def read_body(rfile, headers, limit: int = MAX_BODY) -> bytes:
-    """Request body framed by Transfer-Encoding: chunked or Content-Length."""
+def read_body(rfile, headers, limit: int = MAX_BODY, trailers: list | None = None) -> bytes:
+    """Request body framed by Transfer-Encoding: chunked or Content-Length; trailer lines of a
+    chunked body go to `trailers` when given."""
     if "chunked" in ",".join(headers.get_all("Transfer-Encoding") or []).lower():
         out = bytearray()
         while True:
@@ -27,8 +28,9 @@ def read_body(rfile, headers, limit: int = MAX_BODY) -> bytes:
                 raise ConnectionError("eof inside chunked body")
             size = int(line.split(b";", 1)[0].strip(), 16)
             if size == 0:
-                while rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                    pass  # trailers are read and dropped
+                while (line := rfile.readline(65537)) not in (b"\r\n", b"\n", b""):
+                    if trailers is not None:
+                        trailers.append(line.decode("latin-1").rstrip("\r\n"))
                 return bytes(out)
             if len(out) + size > limit:
                 raise BodyTooLarge()

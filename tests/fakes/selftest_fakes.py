@@ -433,6 +433,14 @@ def t_upstream_echo(op, up):
     e = json.loads(r.body)
     assert ["Transfer-Encoding", "chunked"] in e["headers"], e["headers"]
     assert e["body_len"] == len(body) and e["body_sha256"] == hashlib.sha256(body).hexdigest()
+    # Trailers of a chunked body are reported.
+    with socket.create_connection(("127.0.0.1", up.port), timeout=5) as sock:
+        sock.sendall(b"POST /t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                     b"2\r\nab\r\n0\r\nX-Trailer: 1\r\n\r\n")
+        resp = http.client.HTTPResponse(sock)
+        resp.begin()
+        e = json.loads(resp.read())
+    assert e["trailers"] == ["X-Trailer: 1"] and e["body_len"] == 2, e
     # A raw "//" target is reported as sent.
     assert json.loads(request(up.port, "GET", "//double").body)["path"] == "//double"
     # Workspace page.
