@@ -117,6 +117,7 @@ def exchange(port: int, data: bytes, method: str, responses: int) -> list[Answer
             answers.append(Answer(r.status, r.getheaders(), bool(r.will_close)))
             if r.status == 101 or r.will_close:
                 break
+        shared._file.close()
     return answers
 
 
