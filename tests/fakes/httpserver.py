@@ -17,8 +17,9 @@ class BodyTooLarge(Exception):
     pass
 
 
-def read_body(rfile, headers, limit: int = MAX_BODY) -> bytes:
-    """Request body framed by Transfer-Encoding: chunked or Content-Length."""
+def read_body(rfile, headers, limit: int = MAX_BODY, trailers: list | None = None) -> bytes:
+    """Request body framed by Transfer-Encoding: chunked or Content-Length; trailer lines of a
+    chunked body go to `trailers` when given."""
     if "chunked" in ",".join(headers.get_all("Transfer-Encoding") or []).lower():
         out = bytearray()
         while True:
@@ -27,8 +28,9 @@ def read_body(rfile, headers, limit: int = MAX_BODY) -> bytes:
                 raise ConnectionError("eof inside chunked body")
             size = int(line.split(b";", 1)[0].strip(), 16)
             if size == 0:
-                while rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                    pass  # trailers are read and dropped
+                while (line := rfile.readline(65537)) not in (b"\r\n", b"\n", b""):
+                    if trailers is not None:
+                        trailers.append(line.decode("latin-1").rstrip("\r\n"))
                 return bytes(out)
             if len(out) + size > limit:
                 raise BodyTooLarge()
@@ -164,6 +166,8 @@ class BackgroundServer:
         self._stopping = threading.Event()  # ends deliberate waits (slow modes, cold starts) early
         self._thread: threading.Thread | None = None
         self._stopped = False
+        self._down = False
+        self._handler = handler
         self._server = LoopbackServer(port, handler, self)
         self.port = self._server.server_address[1]
 
@@ -177,6 +181,27 @@ class BackgroundServer:
                                             name=f"{self.thread_name}-{self.port}", daemon=True)
             self._thread.start()
         return self
+
+    def go_down(self) -> None:
+        """Stop listening and cut every open connection, keeping all state: connections to the
+        port are refused until come_back()."""
+        if self._stopped or self._down:
+            return
+        self._down = True
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._server.abort_connections()
+        self._server.server_close()
+
+    def come_back(self) -> None:
+        """Listen again on the same port, with the same state."""
+        if self._stopped or not self._down:
+            return
+        self._server = LoopbackServer(self.port, self._handler, self)
+        self._down = False
+        self.start()
 
     def stop(self) -> None:
         if self._stopped:

@@ -29,6 +29,7 @@ import json
 import re
 import secrets
 import signal
+import socket
 import threading
 import time
 import urllib.parse
@@ -175,6 +176,7 @@ class _OutpostHandler(Handler):
 
     def respond_raw(self, headers: dict) -> None:
         """200 with exactly the given headers (plus framing), for "headers:" mode."""
+        self.server.owner._issue(list(headers.items()))
         lines = ["HTTP/1.1 200 OK"]
         for n, v in headers.items():
             for one in (v if isinstance(v, list) else [v]):
@@ -257,6 +259,9 @@ class _OutpostHandler(Handler):
                 status, headers, body_out = fake._start(self, raw_query)
             else:
                 status, headers, body_out = fake._envoy_check(self, path, raw_query)
+        kind, _, arg = fake.mode.partition(":")
+        if kind == "bigheader" and route == "envoy":
+            headers = [*headers, ("X-Padding", "p" * int(arg))]
         self.respond(status, headers, body_out)
 
     def _failure_mode(self, fake) -> bool:
@@ -280,6 +285,17 @@ class _OutpostHandler(Handler):
             return True
         if kind == "close":
             self.close_connection = True
+            return True
+        if kind == "truncated":
+            # A logged-in answer cut off mid-way: in the header block, or before the promised body.
+            self.close_connection = True
+            head = "HTTP/1.1 200 OK\r\nX-Authentik-Username: alice\r\nX-Authentik-Gro"
+            if arg == "body":
+                head = ("HTTP/1.1 200 OK\r\nX-Authentik-Username: alice\r\nX-Authentik-Groups: developers\r\n"
+                        "Content-Length: 100\r\n\r\npartial")
+            self.wfile.write(head.encode("ascii"))
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
             return True
         if kind == "headers":
             self.respond_raw(json.loads(arg))
@@ -377,6 +393,8 @@ class FakeOutpost(BackgroundServer):
             (ext.scheme, ext.netloc, cb_path, f"{CALLBACK_SIGNATURE}=true", ""))
 
         self.checks: list[dict] = []
+        # Identity headers of every 200 the check endpoint gave: what a workspace may receive.
+        self.issued: list[dict[str, str]] = []
         self._checks_lock = threading.Lock()
         self._lock = threading.RLock()
         self._sessions: dict[str, dict] = {}  # sid -> {"claims", "expires", "redirect"}
@@ -395,6 +413,10 @@ class FakeOutpost(BackgroundServer):
 
     @mode.setter
     def mode(self, value: str) -> None:
+        """How the check endpoint misbehaves: `normal`; `slow:<s>` (answers late); `status:<code>`;
+        `garbage` (not HTTP); `close` (no answer); `truncated:head|body` (a logged-in 200 cut off
+        in its headers or before its body); `headers:<json>` (a 200 with exactly these headers);
+        `bigheader:<n>` (the normal answer plus an n-byte header). `go_down()` stops listening."""
         # Validate here so a typo fails in the test, not as a silent dropped connection.
         kind, _, arg = (value or "normal").partition(":")
         if kind == "status":
@@ -404,6 +426,12 @@ class FakeOutpost(BackgroundServer):
         elif kind == "headers":
             if not isinstance(json.loads(arg), dict):
                 raise ValueError("headers: mode needs a JSON object")
+        elif kind == "truncated":
+            if arg not in ("head", "body"):
+                raise ValueError("truncated: mode needs head or body")
+        elif kind == "bigheader":
+            if int(arg) < 1:
+                raise ValueError("bigheader: mode needs a size in bytes")
         elif kind not in ("normal", "garbage", "close") or arg:
             raise ValueError(f"unknown outpost mode {value!r}")
         self._mode = value or "normal"  # one attribute store: atomic for handler threads
@@ -432,6 +460,13 @@ class FakeOutpost(BackgroundServer):
     def clear(self) -> None:
         with self._checks_lock:
             del self.checks[:]
+            del self.issued[:]
+
+    def _issue(self, headers) -> None:
+        identity = {n.lower(): v for n, v in headers if n.lower().startswith("x-authentik-")}
+        if identity:
+            with self._checks_lock:
+                self.issued.append(identity)
 
     def wait_for_checks(self, n: int, timeout: float = 5.0) -> list[dict]:
         deadline = time.monotonic() + timeout
@@ -677,7 +712,9 @@ class FakeOutpost(BackgroundServer):
                         session["expires"] = claims["exp"]
                     cookies.append(self._cookie(sid, TOKEN_VALIDITY + 1))
         if claims is not None:
-            headers = cookies + self._identity_headers(claims, handler.headers.get("User-Agent") or "")
+            identity = self._identity_headers(claims, handler.headers.get("User-Agent") or "")
+            self._issue(identity)
+            headers = cookies + identity
             headers.append(("X-Powered-By", "authentik_proxy2"))
             return 200, headers, b""
         if any(r.search(sub) for r in self.skip_path_regex):

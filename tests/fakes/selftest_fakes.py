@@ -360,6 +360,57 @@ def t_failure_modes(op, up):
     assert time.monotonic() - t0 < 2 and not t.is_alive(), "stop() hung"
 
 
+def t_fault_modes(op, up):
+    cookie = {"Cookie": op.session_cookie_header("alice")}
+    op.clear()
+    try:
+        assert check(op, "/x", cookie).status == 200
+        assert [i["x-authentik-username"] for i in op.issued] == ["alice"]
+        assert check(op, "/x").status == 302 and len(op.issued) == 1  # redirects issue nothing
+        op.mode = "bigheader:30000"
+        r = check(op, "/x", cookie)
+        assert r.status == 200 and r.get("X-Authentik-Username") == "alice" and len(r.get("X-Padding")) == 30000
+        for part, incomplete in (("head", lambda head, body: b"\r\n\r\n" not in head),
+                                 ("body", lambda head, body: b"Content-Length: 100" in head and len(body) < 100)):
+            op.mode = f"truncated:{part}"
+            with socket.create_connection(("127.0.0.1", op.port), timeout=5) as sock:
+                sock.sendall(f"GET {CHECK_PREFIX}/x HTTP/1.1\r\nHost: {HOST}\r\nCookie: {cookie['Cookie']}\r\n\r\n"
+                             .encode())
+                data = b""
+                for _ in range(100):  # until the fake closes
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            assert data.startswith(b"HTTP/1.1 200 OK\r\n") and incomplete(head, body), (part, data)
+        op.mode = "headers:" + json.dumps({"X-Authentik-Username": "mallory"})
+        assert check(op, "/x").status == 200
+        assert [i["x-authentik-username"] for i in op.issued] == ["alice", "alice", "mallory"]
+    finally:
+        op.mode = "normal"
+        op.clear()
+    for bad in ("truncated", "truncated:x", "bigheader:0", "bigheader:x"):
+        try:
+            op.mode = bad
+        except ValueError:
+            pass
+        else:
+            raise AssertionError(f"mode {bad!r} accepted")
+    # Down: connections refused; back on the same port with the same sessions.
+    with FakeOutpost() as op2:
+        port, cookie = op2.port, {"Cookie": op2.session_cookie_header("alice")}
+        op2.go_down()
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        except ConnectionRefusedError:
+            pass
+        else:
+            raise AssertionError("still listening")
+        op2.come_back()
+        assert op2.port == port and check(op2, "/x", cookie).status == 200
+
+
 def _swallow(fn):
     try:
         return fn()
@@ -382,6 +433,14 @@ def t_upstream_echo(op, up):
     e = json.loads(r.body)
     assert ["Transfer-Encoding", "chunked"] in e["headers"], e["headers"]
     assert e["body_len"] == len(body) and e["body_sha256"] == hashlib.sha256(body).hexdigest()
+    # Trailers of a chunked body are reported.
+    with socket.create_connection(("127.0.0.1", up.port), timeout=5) as sock:
+        sock.sendall(b"POST /t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                     b"2\r\nab\r\n0\r\nX-Trailer: 1\r\n\r\n")
+        resp = http.client.HTTPResponse(sock)
+        resp.begin()
+        e = json.loads(resp.read())
+    assert e["trailers"] == ["X-Trailer: 1"] and e["body_len"] == 2, e
     # A raw "//" target is reported as sent.
     assert json.loads(request(up.port, "GET", "//double").body)["path"] == "//double"
     # Workspace page.
@@ -483,7 +542,7 @@ def t_bind_loopback(op, up):
 
 TESTS = [t_ping, t_anonymous_302, t_stale_cookie, t_extra_cookie_knob, t_full_login, t_basic_auth,
          t_user_extras, t_logout, t_callback_errors, t_routing, t_failure_modes, t_upstream_echo,
-         t_cold_start, t_websocket, t_concurrency, t_no_host, t_bind_loopback]
+         t_cold_start, t_websocket, t_concurrency, t_no_host, t_bind_loopback, t_fault_modes]
 
 
 def main() -> int:

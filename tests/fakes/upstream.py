@@ -115,9 +115,10 @@ class _UpstreamHandler(Handler):
     def dispatch(self):
         owner: FakeUpstream = self.server.owner
         is_ws = "websocket" in (self.headers.get("Upgrade") or "").lower()
+        trailers: list[str] = []
         if not is_ws:
             try:
-                body = read_body(self.rfile, self.headers)
+                body = read_body(self.rfile, self.headers, trailers=trailers)
             except BodyTooLarge:
                 self.close_connection = True
                 self.respond(413, [("Content-Type", "text/plain")], b"body too large\n")
@@ -137,6 +138,8 @@ class _UpstreamHandler(Handler):
             owner._record(echo)
             self._websocket(echo)
             return
+        if trailers:
+            echo["trailers"] = trailers
         echo.update(
             body_b64=base64.b64encode(body).decode("ascii"),
             body_len=len(body),
