@@ -600,7 +600,8 @@ fn parse_outpost(path: &str, value: &Value) -> Result<Outpost, ConfigError> {
                     format!("{text:?} is not a duration such as \"2s\" or \"500ms\""),
                 )
             })?;
-            if timeout.is_zero() || timeout > MAX_TIMEOUT {
+            // Envoy takes whole milliseconds, and 0 would mean no deadline at all.
+            if timeout < Duration::from_millis(1) || timeout > MAX_TIMEOUT {
                 return Err(refuse(&p, format!("{text:?} is outside 1ms..60s")));
             }
             timeout
@@ -837,10 +838,12 @@ impl<'a> Fields<'a> {
     }
 
     pub(crate) fn child(&self, key: &str) -> String {
-        if self.path.is_empty() {
-            key.to_string()
-        } else {
-            format!("{}.{key}", self.path)
+        // A key that would make the dotted path ambiguous or empty is shown quoted.
+        let plain = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        match (self.path.is_empty(), plain) {
+            (true, true) => key.to_string(),
+            (false, true) => format!("{}.{key}", self.path),
+            (_, false) => format!("{}[{key:?}]", self.path),
         }
     }
 

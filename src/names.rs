@@ -115,11 +115,14 @@ impl fmt::Display for NameError {
     }
 }
 
-/// `name` without a `.git` suffix, lower case; `None` if nothing sensible is left.
+/// `name` without a `.git` suffix, lower case; `None` if nothing sensible is left, or if a
+/// `.git` suffix remains (`x.git.git`): the forges reserve it, and the canonical form must be one
+/// fixed point (`x.git.git` → `x.git` → `x` would be two workspaces of one repository).
 fn canonical_repo(name: &str) -> Option<String> {
     let lower = name.to_ascii_lowercase();
     let bare = lower.strip_suffix(".git").unwrap_or(&lower);
-    (!bare.is_empty() && bare != "." && bare != "..").then(|| bare.to_string())
+    (!bare.is_empty() && bare != "." && bare != ".." && !bare.ends_with(".git"))
+        .then(|| bare.to_string())
 }
 
 impl RepoId {
@@ -385,6 +388,8 @@ pub fn is_host_authority(text: &str) -> bool {
             None => (Some(text), None),
         },
     };
+    // An absolute name may end with a dot (`gw.example.`).
+    let host = host.map(|h| h.strip_suffix('.').unwrap_or(h));
     let host_ok = host.is_none_or(|host| {
         !host.is_empty()
             && host.len() <= 253
@@ -394,8 +399,8 @@ pub fn is_host_authority(text: &str) -> bool {
                     && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
             })
     });
-    let port_ok =
-        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    // RFC 3986 `port = *DIGIT`: an empty port is the default one.
+    let port_ok = port.is_none_or(|p| p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
     host_ok && port_ok
 }
 
@@ -612,6 +617,8 @@ mod tests {
             "[::1]:80",
             "[::1]",
             "localhost",
+            "gw.example.",
+            "gw.example:",
         ] {
             assert!(is_host_authority(good), "{good}");
         }
@@ -620,7 +627,7 @@ mod tests {
             "gw.example,evil.example",
             "user@gw.example",
             "gw.example@evil.example",
-            "gw.example:",
+            "gw.example..",
             "gw.example:80:80",
             "gw .example",
             "gw..example",

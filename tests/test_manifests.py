@@ -68,7 +68,14 @@ CONFIG_REFERENCE: dict = {
         "cluster_template": str,
         "authority_header": str,
         "cluster_header": str,
+        "workspace_domain": str,
     },
+    "credentials": {"session_cookie_prefixes": list, "forward_authorization": bool},
+    "cache": {"ttl": str, "max_entries": int},
+    "access": {"default": str, "rules": list},
+    "starting_page": {"enabled": bool, "warm_for": str, "wake_timeout": str, "refresh": str},
+    "forges": {forge: {"base_url": str} for forge in ("github", "gitlab", "bitbucket")},
+    "access_log": bool,
 }
 # Defaults of the reference that the manifests depend on.
 CONFIG_DEFAULTS = {
@@ -592,9 +599,9 @@ def config_errors(config, reference: dict = CONFIG_REFERENCE, path: str = "") ->
         if not isinstance(cluster, str) or not cluster.strip():
             errors.append("outpost.cluster: required")
         routing = config.get("routing") if isinstance(config.get("routing"), dict) else {}
-        if routing.get("mode", "shared") not in ("shared", "per-repo"):
-            errors.append(f"routing.mode: {routing.get('mode')!r} is not shared or per-repo")
-        if routing.get("mode") == "per-repo" and routing.get("service") is not None:
+        if routing.get("mode", "shared") not in ("shared", "per-repo", "per-user"):
+            errors.append(f"routing.mode: {routing.get('mode')!r} is not shared, per-repo or per-user")
+        if routing.get("mode") in ("per-repo", "per-user") and routing.get("service") is not None:
             errors.append("routing.service: only used with mode shared")
         timeout = (config.get("outpost") or {}).get("timeout") if isinstance(config.get("outpost"), dict) else None
         if isinstance(timeout, str) and not re.fullmatch(r"\d+(\.\d+)?(ms|s)", timeout):
