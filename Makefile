@@ -10,7 +10,7 @@ COLD_START ?= 3
 IDLE      ?= 60
 VERSION   := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
-.PHONY: build test lint unit integration venv run image cli bench fuzz clean
+.PHONY: build test lint unit unit-wasm integration venv run image cli bench fuzz clean
 
 build: $(WASM)
 
@@ -33,10 +33,15 @@ lint:
 unit:
 	$(CARGO) test --quiet
 
+# The core's unit tests compiled to the filter's target, run by Node.js's WASI
+# (tools/wasi-run.mjs, the runner in .cargo/config.toml).
+unit-wasm:
+	$(CARGO) test --quiet --target wasm32-wasip1 --lib
+
 integration: build venv
 	$(PY) -m pytest -q tests
 
-test: lint unit integration
+test: lint unit unit-wasm integration
 
 # The whole flow on http://127.0.0.1:$(PORT): Envoy + filter, development outpost, cold workspaces.
 run: build venv
