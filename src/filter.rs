@@ -240,6 +240,7 @@ impl RootContext for Root {
             request_id: None,
             original: Vec::new(),
             strip: Vec::new(),
+            forget: None,
         }))
     }
 
@@ -281,6 +282,9 @@ struct Filter {
     /// the check runs: the allowed request is handed back in one call.
     original: Vec<(String, Vec<u8>)>,
     strip: Vec<String>,
+    /// A logout or login callback: its session's cache slot is emptied when it arrives and again
+    /// when its answer does, so a check that raced with it cannot outlive it.
+    forget: Option<cache::Key>,
 }
 
 /// How a decision came about, for the access log.
@@ -460,6 +464,33 @@ impl Filter {
         });
     }
 
+    /// Empties the cache slot of a logout's (or callback's) session.
+    fn forget_session(&self, config: &Config) {
+        if let Some(key) = &self.forget {
+            let slot = cache::slot(key, config.cache.max_entries);
+            let _ = self.set_shared_data(&slot, Some(&cache::tombstone()), None);
+        }
+    }
+
+    /// Reads the cache slot of `key`: the identity, if the slot holds a live entry of this key,
+    /// and the slot's version for the compare-and-swap of a later store. A slot never written has
+    /// no version, and a store into it could not be ordered after a logout, so it is created
+    /// first.
+    fn lookup(
+        &self,
+        config: &Config,
+        key: &cache::Key,
+    ) -> (Option<crate::auth::Identity>, Option<u32>) {
+        let slot = cache::slot(key, config.cache.max_entries);
+        let (bytes, version) = self.get_shared_data(&slot);
+        if version.is_none() {
+            let _ = self.set_shared_data(&slot, Some(&cache::tombstone()), None);
+            return (None, self.get_shared_data(&slot).1);
+        }
+        let identity = bytes.and_then(|b| cache::decode(&b, key, self.started));
+        (identity, version)
+    }
+
     /// Envoy's own 404 (no route matched, or a `direct_response` route), which gets the gateway's
     /// page; an upstream's 404 is left alone.
     fn is_envoy_not_found(&self) -> bool {
@@ -534,16 +565,17 @@ impl Context for Filter {
         let Some(config) = self.config.clone() else {
             return self.refuse_unconfigured();
         };
+        self.forget_session(&config);
         let (resume, remember) = request::on_outpost_response(&config, &pending, response.as_ref());
-        if let (Some(identity), Some(key)) = (remember, pending.cache_key()) {
+        if let (Some(identity), Some(key), Some(cas)) = (remember, pending.cache_key(), cas) {
             let ttl = u64::try_from(config.cache.ttl.as_millis()).unwrap_or(u64::MAX);
             let entry = cache::encode(key, now.saturating_add(ttl), &identity);
             // A mismatch means another request wrote this slot meanwhile (or a logout did): its
-            // entry wins.
+            // entry wins. Without a version (the slot could not be read) nothing is stored.
             let _ = self.set_shared_data(
                 &cache::slot(key, config.cache.max_entries),
                 Some(&entry),
-                cas.or(Some(0)),
+                Some(cas),
             );
         }
         let client = pending.client().clone();
@@ -563,10 +595,8 @@ impl HttpContext for Filter {
         let headers = self.get_http_request_headers_bytes();
         let decision = request::on_request_headers(&config, &headers);
         self.metrics.add(Counter::Spoofed, decision.strip.len());
-        if let Some(key) = &decision.forget {
-            let slot = cache::slot(key, config.cache.max_entries);
-            let _ = self.set_shared_data(&slot, Some(&cache::tombstone()), None);
-        }
+        self.forget = decision.forget;
+        self.forget_session(&config);
         match decision.next {
             Next::Continue => {
                 for name in &decision.strip {
@@ -596,10 +626,9 @@ impl HttpContext for Filter {
                 self.strip = decision.strip;
                 let mut cas = None;
                 if let Some(key) = pending.cache_key() {
-                    let (bytes, version) =
-                        self.get_shared_data(&cache::slot(key, config.cache.max_entries));
+                    let (identity, version) = self.lookup(&config, key);
                     cas = version;
-                    match bytes.and_then(|b| cache::decode(&b, key, self.started)) {
+                    match identity {
                         Some(identity) => {
                             self.metrics.add(Counter::CacheHits, 1);
                             let resume = request::on_identity(&config, &pending, identity, vec![]);
@@ -683,6 +712,7 @@ impl HttpContext for Filter {
         let Some(config) = self.config.clone() else {
             return Action::Continue;
         };
+        self.forget_session(&config);
         if workspace.is_none() && self.is_envoy_not_found() {
             self.metrics.add(Counter::Local, 1);
             self.send_page(request::not_found(&client));

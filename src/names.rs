@@ -316,6 +316,21 @@ pub fn per_user_service_name(id: &RepoId, user: &str) -> String {
     hashed_name("", &readable, &format!("{}\n{}", user, id.key()))
 }
 
+/// Whether `name` is one the naming functions can produce: a plain `{owner}--{repo}`, or a
+/// rewritten name ending in `-` and the 10-hex hash.
+pub fn is_service_name(name: &str) -> bool {
+    let hashed = name
+        .len()
+        .checked_sub(HASH_HEX.saturating_add(1))
+        .and_then(|cut| name.get(cut..))
+        .and_then(|tail| tail.strip_prefix('-'))
+        .is_some_and(|hex| {
+            hex.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        });
+    is_dns1035_label(name) && name.len() <= MAX_SERVICE_NAME && (name.contains("--") || hashed)
+}
+
 /// `lead` + `readable` folded to `[a-z0-9-]` (runs of anything else become one `-`), truncated so
 /// that `-` and the hash fit in [`MAX_SERVICE_NAME`].
 fn hashed_name(lead: &str, readable: &str, hashed: &str) -> String {
@@ -374,12 +389,11 @@ pub fn is_host_authority(text: &str) -> bool {
                 if !ok {
                     return false;
                 }
-                (
-                    None,
-                    tail.strip_prefix(':')
-                        .map(Some)
-                        .unwrap_or((!tail.is_empty()).then_some("")),
-                )
+                match tail.strip_prefix(':') {
+                    Some(port) => (None, Some(port)),
+                    None if tail.is_empty() => (None, None),
+                    None => return false,
+                }
             }
             None => return false,
         },
@@ -605,6 +619,30 @@ mod tests {
         for user in ["alice@example.com", "_", "9lives", &"x".repeat(300), "Ünï"] {
             let n = per_user_service_name(&id, user);
             assert!(is_dns1035_label(&n) && n.len() <= MAX_SERVICE_NAME, "{n}");
+        }
+    }
+
+    #[test]
+    fn service_names_are_recognised() {
+        for id in [
+            RepoId::new("octocat", "hello-world").unwrap(),
+            RepoId::new("kubernetes", "k8s.io").unwrap(),
+            RepoId::gitlab(&["g", "p"]).unwrap(),
+            RepoId::bitbucket("w", "r").unwrap(),
+        ] {
+            assert!(is_service_name(&knative_service_name(&id)), "{id:?}");
+            assert!(is_service_name(&per_user_service_name(&id, "alice")));
+        }
+        for other in [
+            "auth",
+            "www",
+            "a-b",
+            "x-0123456789a",
+            "x-012345678g",
+            "-0123456789",
+            "A--b",
+        ] {
+            assert!(!is_service_name(other), "{other}");
         }
     }
 

@@ -6,9 +6,8 @@ use crate::cache;
 use crate::config::{Config, Mode};
 use crate::headers::{self, CREDENTIALS};
 use crate::names::{
-    is_dns1035_label, is_host_authority, knative_service_name, per_user_service_name, RepoId,
+    is_host_authority, is_service_name, knative_service_name, per_user_service_name, Forge, RepoId,
 };
-use crate::names::{Forge, MAX_SERVICE_NAME};
 use crate::policy::Effect;
 use crate::reply::{self, Client, LocalReply};
 use crate::route::{self, RepoPath, Target};
@@ -16,9 +15,10 @@ use crate::starting;
 
 /// Query parameters that make authentik's outpost finish a login or log out, on any path.
 const OUTPOST_SIGNATURES: [&str; 2] = ["x-authentik-auth-callback", "x-authentik-logout"];
-const LOGOUT_SIGNATURE: &str = "x-authentik-logout";
 /// authentik's sign-out page (contract authentik §2.4), routed to the outpost.
 const SIGN_OUT_PATH: &str = "/outpost.goauthentik.io/sign_out";
+/// The outpost's own pages; on a workspace host they still belong to the outpost.
+const OUTPOST_PATHS: &str = "/outpost.goauthentik.io/";
 
 /// Request headers as the host delivers them (lower-case names, pseudo-headers included).
 pub type Headers = [(String, Vec<u8>)];
@@ -209,8 +209,10 @@ fn logout_key(config: &Config, headers: &Headers) -> Option<cache::Key> {
     }
     let path = std::str::from_utf8(first(headers, ":path")?).ok()?;
     let (bare, query) = route::split_query(path);
-    let logout = bare.starts_with(SIGN_OUT_PATH) || has_signature(query, &[LOGOUT_SIGNATURE]);
-    if !logout {
+    // A login callback can change who the session is (authentik keeps the session id), so it
+    // ends the cached answer as a logout does.
+    let ends_session = bare.starts_with(SIGN_OUT_PATH) || has_signature(query, &OUTPOST_SIGNATURES);
+    if !ends_session {
         return None;
     }
     let host = std::str::from_utf8(first(headers, ":authority")?).ok()?;
@@ -231,18 +233,31 @@ fn host_name(authority: &str) -> String {
     host.to_ascii_lowercase()
 }
 
-/// The workspace a `{label}.{domain}` host names, if it can be one.
-fn workspace_host(config: &Config, authority: &[u8]) -> Option<Result<String, String>> {
+/// The workspace a `{label}.{domain}` host names. Labels that no naming function produces (such
+/// as authentik's own `auth.{domain}`, which forward_domain mode puts under the cookie domain) and
+/// the outpost's pages are left to the route table.
+fn workspace_host(config: &Config, authority: &[u8], path: &[u8]) -> Option<String> {
     let domain = config.routing.workspace_domain.as_deref()?;
     let host = host_name(std::str::from_utf8(authority).ok()?);
     let label = host.strip_suffix(domain)?.strip_suffix('.')?;
-    Some(
-        if is_dns1035_label(label) && label.len() <= MAX_SERVICE_NAME {
-            Ok(label.to_string())
-        } else {
-            Err(format!("{label:?} is not a workspace name"))
-        },
-    )
+    if path.starts_with(OUTPOST_PATHS.as_bytes()) || !is_service_name(label) {
+        return None;
+    }
+    Some(label.to_string())
+}
+
+/// Whether an `Origin` header names the host the request is for.
+fn same_origin_host(origin: &[u8], authority: &[u8]) -> bool {
+    let Ok(origin) = std::str::from_utf8(origin) else {
+        return false;
+    };
+    let Some(host) = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    std::str::from_utf8(authority).is_ok_and(|authority| host.eq_ignore_ascii_case(authority))
 }
 
 /// The GitHub repository behind a plain `{owner}--{repo}` Service name.
@@ -257,7 +272,7 @@ fn next(config: &Config, headers: &Headers) -> Next {
     let bad = |reason: &str| Next::Answer(reply::refuse(400, reason, &client));
     let raw_path = first(headers, ":path").unwrap_or_default();
     let authority = first(headers, ":authority").unwrap_or_default();
-    let host_workspace = workspace_host(config, authority);
+    let host_workspace = workspace_host(config, authority, raw_path);
     let path = match std::str::from_utf8(raw_path) {
         Ok(path) => path,
         Err(_) if route::claims_forge(raw_path) || host_workspace.is_some() => {
@@ -283,10 +298,21 @@ fn next(config: &Config, headers: &Headers) -> Next {
         }))
     };
     let (after, cacheable) = match host_workspace {
-        Some(Err(reason)) => return Next::Answer(reply::refuse(404, &reason, &client)),
-        Some(Ok(service)) => {
+        Some(service) => {
             if let Err(e) = route::check_clean(path) {
                 return bad(&e.to_string());
+            }
+            // Every workspace host is the same site and the session cookie covers them all: a
+            // page of one workspace must not drive requests (form posts, WebSockets, fetch) into
+            // another with the user's session.
+            if let Some(origin) = first(headers, "origin") {
+                if !same_origin_host(origin, authority) {
+                    return Next::Answer(reply::refuse(
+                        403,
+                        "a request from another origin cannot reach this workspace",
+                        &client,
+                    ));
+                }
             }
             let repo = repo_of_service(&service);
             let signed = has_signature(route::split_query(path).1, &OUTPOST_SIGNATURES);
@@ -962,10 +988,17 @@ mod tests {
             reply.header("location"),
             Some("https://octocat--hello-world.dev.example:8443/x?y=1")
         );
-        let Next::Answer(reply) = answer("/", "Bad_Name.dev.example") else {
-            panic!()
-        };
-        assert_eq!(reply.status, 404);
+        // Hosts no naming function produces (authentik's own `auth.`) and the outpost's pages
+        // are the route table's.
+        assert_eq!(answer("/", "auth.dev.example"), Next::Continue);
+        assert_eq!(answer("/", "Bad_Name.dev.example"), Next::Continue);
+        assert_eq!(
+            answer(
+                "/outpost.goauthentik.io/sign_out",
+                "octocat--hello-world.dev.example"
+            ),
+            Next::Continue
+        );
         let mut headers = request("/deep/path?q=1", &[("cookie", "authentik_proxy_1=s; ws=1")]);
         headers[2].1 = b"octocat--hello-world.dev.example".to_vec();
         let Next::Check { call, pending } = on_request_headers(&config, &headers).next else {
@@ -991,6 +1024,22 @@ mod tests {
         assert_eq!(set(&edits, "x-forwarded-prefix"), None);
         assert_eq!(set(&edits, "cookie"), Some("ws=1"));
         assert_eq!(ws.service, "octocat--hello-world");
+        // Another workspace's page cannot drive requests into this one.
+        let mut headers = request("/api", &[("origin", "https://other--repo.dev.example")]);
+        headers[2].1 = b"octocat--hello-world.dev.example".to_vec();
+        let Next::Answer(reply) = on_request_headers(&config, &headers).next else {
+            panic!()
+        };
+        assert_eq!(reply.status, 403);
+        let mut headers = request(
+            "/api",
+            &[("origin", "https://Octocat--hello-world.dev.example")],
+        );
+        headers[2].1 = b"octocat--hello-world.dev.example".to_vec();
+        assert!(matches!(
+            on_request_headers(&config, &headers).next,
+            Next::Check { .. }
+        ));
         // A hashed name: routed by the host, no repository header.
         let mut headers = request("/", &[]);
         headers[2].1 = b"kubernetes-k8s-io-0123456789.dev.example".to_vec();
