@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fakes.outpost import CHECK_PREFIX, FakeOutpost, jwt_decode  # noqa: E402
-from fakes.upstream import FakeUpstream  # noqa: E402
+from fakes.upstream import HOSTILE_HEADERS, FakeUpstream  # noqa: E402
 from fakes.wsclient import OP_BINARY, OP_CLOSE, OP_CONT, OP_PONG, OP_TEXT, WsHandshakeError, ws_connect  # noqa: E402
 
 HOST = "app.example"
@@ -481,9 +481,33 @@ def t_bind_loopback(op, up):
         assert s.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR)
 
 
+def t_upstream_hostile(op, up):
+    """The workspace answers with hostile headers on request, and only then."""
+    def pairs(r):
+        return [(n, v) for n, v in r.headers if n.lower() not in ("date", "content-length", "content-type")]
+    assert pairs(request(up.port, "GET", "/x")) == []
+    assert pairs(request(up.port, "GET", "/a/hostile?q=1")) == HOSTILE_HEADERS
+    assert pairs(request(up.port, "GET", "/x", {"X-Test-Hostile": "1"})) == HOSTILE_HEADERS
+    c = http.client.HTTPConnection("127.0.0.1", up.port, timeout=5)
+    try:
+        c.putrequest("GET", "/x")
+        c.putheader("X-Test-Response-Header", "Set-Cookie: a=1; Domain=x.example")
+        c.putheader("X-Test-Response-Header", "Clear-Site-Data: \"cookies\"")
+        c.endheaders()
+        r = c.getresponse()
+        r.read()
+        assert [(n, v) for n, v in r.getheaders() if n in ("Set-Cookie", "Clear-Site-Data")] == [
+            ("Set-Cookie", "a=1; Domain=x.example"), ("Clear-Site-Data", '"cookies"')]
+    finally:
+        c.close()
+    with ws_connect("127.0.0.1", up.port, "/ws/hostile") as ws:
+        assert [h for h in ws.headers if h in HOSTILE_HEADERS] == HOSTILE_HEADERS
+        ws.recv_text()
+
+
 TESTS = [t_ping, t_anonymous_302, t_stale_cookie, t_extra_cookie_knob, t_full_login, t_basic_auth,
          t_user_extras, t_logout, t_callback_errors, t_routing, t_failure_modes, t_upstream_echo,
-         t_cold_start, t_websocket, t_concurrency, t_no_host, t_bind_loopback]
+         t_cold_start, t_websocket, t_concurrency, t_no_host, t_bind_loopback, t_upstream_hostile]
 
 
 def main() -> int:
