@@ -160,22 +160,25 @@ def test_header_credentials_are_checked_and_not_forwarded(gateway, outpost, upst
     assert [v for n, v in outpost.checks[-1]["headers"] if n.lower() == "authorization"] == [value]
 
 
-def own_gateway(outpost, upstream, name: str, **overrides):
-    config = {**shipped_plugin_config(), "cache": {"ttl": "0s"}, **overrides}
-    return Envoy(gateway_config(outpost.port, upstream.port, config), name=name)
-
-
 @pytest.fixture(scope="module")
-def forwarding_authorization(outpost, upstream):
-    with own_gateway(outpost, upstream, "forward-authorization",
-                     credentials={"forward_authorization": True}) as envoy:
+def configured(outpost, upstream):
+    """The shipped configuration with each credential option set the other way: Authorization
+    forwarded, `sso_` cookies treated as session cookies too, and one meta header listed."""
+    config = {
+        **shipped_plugin_config(),
+        "cache": {"ttl": "0s"},
+        "credentials": {"forward_authorization": True, "session_cookie_prefixes": ["authentik_", "sso_"]},
+        "identity_headers": ["x-authentik-username", "x-authentik-groups", "x-authentik-email",
+                             "x-authentik-name", "x-authentik-uid", "x-authentik-meta-app"],
+    }
+    with Envoy(gateway_config(outpost.port, upstream.port, config), name="credentials") as envoy:
         yield envoy
 
 
-def test_authorization_reaches_the_workspace_only_when_configured(forwarding_authorization, outpost, upstream, alice):
+def test_authorization_reaches_the_workspace_only_when_configured(configured, outpost, upstream, alice):
     value = basic("alice", "alice")
-    r = forwarding_authorization.get(REPO, [("Authorization", value), ("Proxy-Authorization", "Basic eDp5"),
-                                            ("Cookie", f"a=1; {alice}")])
+    r = configured.get(REPO, [("Authorization", value), ("Proxy-Authorization", "Basic eDp5"),
+                              ("Cookie", f"a=1; {alice}")])
     assert r.status == 200
     echo = r.json()
     assert echoed(echo, "authorization") == [value]
@@ -185,16 +188,8 @@ def test_authorization_reaches_the_workspace_only_when_configured(forwarding_aut
     assert "x-authentik-jwt" not in echoed_names(echo)
 
 
-@pytest.fixture(scope="module")
-def listing_meta_app(outpost, upstream):
-    headers = ["x-authentik-username", "x-authentik-groups", "x-authentik-email", "x-authentik-name",
-               "x-authentik-uid", "x-authentik-meta-app"]
-    with own_gateway(outpost, upstream, "meta-app", identity_headers=headers) as envoy:
-        yield envoy
-
-
-def test_meta_headers_reach_the_workspace_only_when_listed(listing_meta_app, outpost, upstream, alice):
-    r = listing_meta_app.get(REPO, [("Cookie", alice)])
+def test_meta_headers_reach_the_workspace_only_when_listed(configured, outpost, upstream, alice):
+    r = configured.get(REPO, [("Cookie", alice)])
     assert r.status == 200
     echo = r.json()
     assert echoed(echo, "x-authentik-meta-app") == [outpost.app_slug]
@@ -205,22 +200,19 @@ def test_meta_headers_reach_the_workspace_only_when_listed(listing_meta_app, out
         assert unlisted not in names, unlisted
 
 
-@pytest.fixture(scope="module")
-def sso_prefix(outpost, upstream):
-    with own_gateway(outpost, upstream, "sso-prefix",
-                     credentials={"session_cookie_prefixes": ["authentik_", "sso_"]}) as envoy:
-        yield envoy
-
-
-def test_more_session_cookie_prefixes_are_scrubbed_both_ways(sso_prefix, upstream, alice):
-    before = dropped(sso_prefix)
-    r = sso_prefix.get(REPO, [("Cookie", f"a=1; sso_token=t; {alice}; SSO_Other=u; b=2"),
-                              (RESPONSE_HEADER, "Set-Cookie: sso_token=fixed; Path=/"),
-                              (RESPONSE_HEADER, "Set-Cookie: ok=1")])
+def test_more_session_cookie_prefixes_are_scrubbed_both_ways(configured, gateway, upstream, alice):
+    headers = [("Cookie", f"a=1; sso_token=t; {alice}; SSO_Other=u; b=2"),
+               (RESPONSE_HEADER, "Set-Cookie: sso_token=fixed; Path=/"), (RESPONSE_HEADER, "Set-Cookie: ok=1")]
+    before = dropped(configured)
+    r = configured.get(REPO, headers)
     assert r.status == 200
     assert echoed(r.json(), "cookie") == ["a=1; b=2"]
     assert r.all("set-cookie") == ["ok=1"]
-    assert dropped(sso_prefix) - before == 1
+    assert dropped(configured) - before == 1
+    # Without the prefix they are the workspace's cookies.
+    r = gateway.get(REPO, headers)
+    assert echoed(r.json(), "cookie") == ["a=1; sso_token=t; SSO_Other=u; b=2"]
+    assert r.all("set-cookie") == ["sso_token=fixed; Path=/", "ok=1"]
     # authentik's own cookies stay covered.
-    r = sso_prefix.get(REPO + "hostile", [("Cookie", alice)])
+    r = configured.get(REPO + "hostile", [("Cookie", alice)])
     assert r.all("set-cookie") == HARMLESS
