@@ -353,6 +353,12 @@ def test_a_burst_on_a_cold_entry_is_allowed_and_then_cached(two_workers, outpost
 # Races between a logout and a check in flight
 
 
+def _hold(fake: "ScriptedOutpost", release: threading.Event) -> None:
+    deadline = time.monotonic() + 5
+    while not release.wait(0.02) and not fake._stopping.is_set() and time.monotonic() < deadline:
+        pass
+
+
 class _ScriptedHandler(Handler):
     def dispatch(self):
         fake: ScriptedOutpost = self.server.owner
@@ -360,25 +366,30 @@ class _ScriptedHandler(Handler):
         path = self.raw_target.split("?", 1)[0]
         cookies = {c.strip() for c in (self.headers.get("Cookie") or "").split(";")}
         if path.startswith(CHECK_PREFIX):
-            allowed = bool(cookies & fake.sessions)  # decided on arrival, answered after the delay
+            allowed = bool(cookies & fake.sessions)  # decided on arrival
             fake.arrived.append("check")
-            fake._stopping.wait(fake.check_delay)
+            if fake.hold_checks:
+                _hold(fake, fake.release_checks)
             if allowed:
                 self.respond(200, [("X-Authentik-Username", "alice"), ("X-Authentik-Groups", "developers")])
             else:
                 self.respond(302, [("Location", "http://auth.example/login")])
         elif path == "/outpost.goauthentik.io/sign_out":
             fake.arrived.append("sign_out")
-            fake._stopping.wait(fake.sign_out_delay)
+            if fake.hold_sign_out:
+                _hold(fake, fake.release_sign_out)
             fake.sessions -= cookies
+            fake.release_checks.set()  # answers held back arrive after the logout
             self.respond(302, [("Location", "http://auth.example/signed-out")])
         else:
             self.respond(404)
 
 
 class ScriptedOutpost(BackgroundServer):
-    """An outpost whose answers can be held back, to put a logout between a check and its answer.
-    Sessions are cookies `authentik_proxy_s=<id>`; a check allows a session known on arrival."""
+    """An outpost that can hold its answers back, to put a logout between a check and its answer
+    (hold_checks: until a sign-out has been handled) or a check inside a logout (hold_sign_out:
+    until the test releases it). Sessions are cookies `authentik_proxy_s=<id>`; a check allows a
+    session that is known when the check arrives."""
 
     thread_name = "scripted-outpost"
     verbose = False
@@ -386,8 +397,10 @@ class ScriptedOutpost(BackgroundServer):
     def __init__(self):
         self.sessions: set[str] = set()
         self.arrived: list[str] = []
-        self.check_delay = 0.0
-        self.sign_out_delay = 0.0
+        self.hold_checks = False
+        self.hold_sign_out = False
+        self.release_checks = threading.Event()
+        self.release_sign_out = threading.Event()
         self._serve(0, _ScriptedHandler)
 
     def session(self) -> str:
@@ -422,13 +435,13 @@ def test_an_answer_that_arrives_after_a_logout_does_not_overwrite_it(scripted, u
     cookie = fake.session()
     # The session's slot already holds an entry (of another host), so the check below reads a version.
     assert envoy.get(REPO, [("Cookie", cookie)], host="other.example").status == 200
-    fake.check_delay = 0.5
+    fake.hold_checks = True
     t, out = in_background(lambda: envoy.get(REPO, [("Cookie", cookie)]))
-    fake.wait_arrived(2)
+    fake.wait_arrived(2)  # the check is at the outpost, its answer (allowed) held back
     assert envoy.get("/outpost.goauthentik.io/sign_out", [("Cookie", cookie)]).status == 302
     t.join(timeout=10)
-    assert out[0].status == 200
-    fake.check_delay = 0
+    assert out[0].status == 200  # it was asked before the logout
+    fake.hold_checks = False
     r = envoy.get(REPO, [("Cookie", cookie)])
     assert fake.arrived.count("check") == 3, "served from a decision made before the logout"
     assert r.status == 302
@@ -439,13 +452,13 @@ def test_an_answer_that_arrives_after_a_logout_does_not_overwrite_it(scripted, u
 def test_an_answer_that_arrives_after_a_logout_is_not_cached(scripted, upstream):
     envoy, fake = scripted
     cookie = fake.session()
-    fake.check_delay = 0.5
+    fake.hold_checks = True
     t, out = in_background(lambda: envoy.get(REPO, [("Cookie", cookie)]))
-    fake.wait_arrived(1)  # the check is in flight, its answer (allowed) held back
+    fake.wait_arrived(1)
     assert envoy.get("/outpost.goauthentik.io/sign_out", [("Cookie", cookie)]).status == 302
     t.join(timeout=10)
-    assert out[0].status == 200  # it was asked before the logout
-    fake.check_delay = 0
+    assert out[0].status == 200
+    fake.hold_checks = False
     r = envoy.get(REPO, [("Cookie", cookie)])
     assert fake.arrived.count("check") == 2, "served from a decision made before the logout"
     assert r.status == 302
@@ -456,10 +469,11 @@ def test_an_answer_that_arrives_after_a_logout_is_not_cached(scripted, upstream)
 def test_a_check_during_a_logout_is_not_cached_past_it(scripted, upstream):
     envoy, fake = scripted
     cookie = fake.session()
-    fake.sign_out_delay = 0.5
+    fake.hold_sign_out = True
     t, out = in_background(lambda: envoy.get("/outpost.goauthentik.io/sign_out", [("Cookie", cookie)]))
     fake.wait_arrived(1)  # the logout is at the outpost, the session not yet ended
     assert envoy.get(REPO, [("Cookie", cookie)]).status == 200
+    fake.release_sign_out.set()
     t.join(timeout=10)
     assert out[0].status == 302
     r = envoy.get(REPO, [("Cookie", cookie)])
