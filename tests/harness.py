@@ -142,6 +142,8 @@ class Envoy:
     bootstrap: dict
     name: str = "envoy"
     port: int = 0
+    # Worker threads (one wasm VM each); the filter's shared data spans them all.
+    concurrency: int = 1
     admin_port: int = 0
     proc: subprocess.Popen | None = None
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="dcgw-envoy-")))
@@ -173,7 +175,7 @@ class Envoy:
         path = self.write_config()
         cmd = envoy_command() + [
             "-c", str(path),
-            "--concurrency", "1",
+            "--concurrency", str(self.concurrency),
             "--use-dynamic-base-id",
             "-l", "info",
             "--log-path", str(self.log_path),

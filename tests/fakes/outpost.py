@@ -364,8 +364,15 @@ class FakeOutpost(BackgroundServer):
                  authorize_base: str | None = None, single_provider_fallback: bool = True,
                  extra_cookie_on_login: bool = False, auth_cache_ttl: float = 60.0,
                  app_slug: str = "devcontainer-gateway",
-                 provider_name: str = "devcontainer-gateway", verbose: bool = False):
+                 provider_name: str = "devcontainer-gateway", verbose: bool = False,
+                 cookie_domain: str = ""):
         self.external_host = external_host.rstrip("/")
+        # forward_domain mode (contract authentik §1, §3), only as far as a host-based gateway
+        # needs it: hosts ending with cookie_domain (a plain suffix, leading "." ignored) are this
+        # provider's, and the session cookie carries `Domain=<cookie_domain>` (Go drops the
+        # leading dot), so one login serves every host under it. Not followed: the `rd` check of
+        # /start and the full-URL skip_path_regex of domain mode. "" = forward_single.
+        self.cookie_domain = cookie_domain.lstrip(".")
         self.client_id = client_id
         if users is None:
             users = json.loads(DEFAULT_USERS.read_text())
@@ -507,8 +514,15 @@ class FakeOutpost(BackgroundServer):
     # ---- sessions, tokens, users ----------------------------------------
 
     def _knows_host(self, host: str) -> bool:
-        # Exact match on external_host's host[:port]; else the one-provider fallback (§1).
+        # Exact match on external_host's host[:port]; else, forward_domain, a cookie_domain
+        # suffix; else the one-provider fallback (§1).
+        if self.cookie_domain and host.endswith(self.cookie_domain):
+            return True
         return host == self._ext.netloc or self.single_provider_fallback
+
+    def _domain_attr(self) -> list[str]:
+        # Go's http.Cookie writes Domain right after Path.
+        return [f"Domain={self.cookie_domain}"] if self.cookie_domain else []
 
     def _load(self, sid: str | None) -> dict | None:
         if not sid:
@@ -528,7 +542,7 @@ class FakeOutpost(BackgroundServer):
         return sid
 
     def _cookie(self, sid: str, max_age: int) -> tuple[str, str]:
-        parts = [f"{self.cookie_name}={sid}", "Path=/",
+        parts = [f"{self.cookie_name}={sid}", "Path=/", *self._domain_attr(),
                  f"Expires={formatdate(time.time() + max_age, usegmt=True)}",
                  f"Max-Age={max_age}", "HttpOnly"]
         if self.secure:
@@ -537,7 +551,7 @@ class FakeOutpost(BackgroundServer):
         return ("Set-Cookie", "; ".join(parts))
 
     def _expire_cookie(self) -> tuple[str, str]:
-        parts = [f"{self.cookie_name}=", "Path=/", f"Expires={EXPIRED}", "Max-Age=0", "HttpOnly"]
+        parts = [f"{self.cookie_name}=", "Path=/", *self._domain_attr(), f"Expires={EXPIRED}", "Max-Age=0", "HttpOnly"]
         if self.secure:
             parts.append("Secure")
         parts.append("SameSite=Lax")

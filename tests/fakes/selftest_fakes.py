@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fakes.outpost import CHECK_PREFIX, FakeOutpost, jwt_decode  # noqa: E402
-from fakes.upstream import FakeUpstream  # noqa: E402
+from fakes.upstream import HOSTILE_HEADERS, FakeUpstream  # noqa: E402
 from fakes.wsclient import OP_BINARY, OP_CLOSE, OP_CONT, OP_PONG, OP_TEXT, WsHandshakeError, ws_connect  # noqa: E402
 
 HOST = "app.example"
@@ -540,9 +540,56 @@ def t_bind_loopback(op, up):
         assert s.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR)
 
 
+def t_cookie_domain(op, up):
+    """forward_domain: hosts under cookie_domain are the provider's; its cookies carry Domain."""
+    with FakeOutpost(external_host="http://auth.dev.example", cookie_domain=".dev.example",
+                     single_provider_fallback=False) as dom:
+        r = check(dom, "/x?y=1", {"Host": "octocat--hello-world.dev.example"})
+        assert r.status == 302, r.status
+        st = dom.verify_state(dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(r.get("Location")).query))["state"])
+        assert st["redirect"] == "//octocat--hello-world.dev.example/x?y=1"
+        [cookie] = r.all("Set-Cookie")
+        assert cookie.startswith(dom.cookie_name + "=") and attrs(cookie)["Domain"] == "dev.example"
+        assert cookie.split("; ")[1:3] == ["Path=/", "Domain=dev.example"]  # Go's attribute order
+        stale = check(dom, "/x", {"Host": "a.dev.example", "Cookie": f"{dom.cookie_name}=gone"})
+        assert any(attrs(c).get("Domain") == "dev.example" and attrs(c)["Max-Age"] == "0" for c in stale.all("Set-Cookie"))
+        # One session serves every host under the domain.
+        cookie = dom.session_cookie_header("alice")
+        for host in ("a.dev.example", "b.dev.example", "auth.dev.example"):
+            assert check(dom, "/", {"Host": host, "Cookie": cookie}).get("X-Authentik-Username") == "alice"
+        assert check(dom, "/", {"Host": "gw.example", "Cookie": cookie}).status == 400  # no app
+    # forward_single cookies stay host-only.
+    assert "Domain" not in attrs(check(op, "/x").all("Set-Cookie")[0])
+
+
+def t_upstream_hostile(op, up):
+    """The workspace answers with hostile headers on request, and only then."""
+    def pairs(r):
+        return [(n, v) for n, v in r.headers if n.lower() not in ("date", "content-length", "content-type")]
+    assert pairs(request(up.port, "GET", "/x")) == []
+    assert pairs(request(up.port, "GET", "/a/hostile?q=1")) == HOSTILE_HEADERS
+    assert pairs(request(up.port, "GET", "/x", {"X-Test-Hostile": "1"})) == HOSTILE_HEADERS
+    c = http.client.HTTPConnection("127.0.0.1", up.port, timeout=5)
+    try:
+        c.putrequest("GET", "/x")
+        c.putheader("X-Test-Response-Header", "Set-Cookie: a=1; Domain=x.example")
+        c.putheader("X-Test-Response-Header", "Clear-Site-Data: \"cookies\"")
+        c.endheaders()
+        r = c.getresponse()
+        r.read()
+        assert [(n, v) for n, v in r.getheaders() if n in ("Set-Cookie", "Clear-Site-Data")] == [
+            ("Set-Cookie", "a=1; Domain=x.example"), ("Clear-Site-Data", '"cookies"')]
+    finally:
+        c.close()
+    with ws_connect("127.0.0.1", up.port, "/ws/hostile") as ws:
+        assert [h for h in ws.headers if h in HOSTILE_HEADERS] == HOSTILE_HEADERS
+        ws.recv_text()
+
+
 TESTS = [t_ping, t_anonymous_302, t_stale_cookie, t_extra_cookie_knob, t_full_login, t_basic_auth,
          t_user_extras, t_logout, t_callback_errors, t_routing, t_failure_modes, t_upstream_echo,
-         t_cold_start, t_websocket, t_concurrency, t_no_host, t_bind_loopback, t_fault_modes]
+         t_cold_start, t_websocket, t_concurrency, t_no_host, t_bind_loopback, t_fault_modes,
+         t_cookie_domain, t_upstream_hostile]
 
 
 def main() -> int:

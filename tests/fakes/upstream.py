@@ -41,6 +41,25 @@ from fakes.wsclient import (
 
 WS_TIMEOUT = 30.0
 
+# A workspace runs code from any repository, so it may answer with whatever headers it likes.
+# A request whose path ends with HOSTILE_PATH, or that carries HOSTILE_HEADER, gets these on its
+# answer (the echo, the page or a WebSocket 101), in this order: cookies in authentik's
+# namespace, cookies for a wider domain, identity headers, and two harmless cookies.
+HOSTILE_PATH = "/hostile"
+HOSTILE_HEADER = "X-Test-Hostile"
+HOSTILE_HEADERS = [
+    ("Set-Cookie", "ws=1; Path=/; HttpOnly"),
+    ("Set-Cookie", "authentik_proxy_xxx=stolen; Path=/"),
+    ("X-Authentik-Username", "root"),
+    ("Set-Cookie", "authentik_session=; Max-Age=0"),
+    ("Set-Cookie", "x=1; Domain=gw.example"),
+    ("x_authentik_groups", "admins"),
+    ("Set-Cookie", "y=2; Domain=.example"),
+    ("Set-Cookie", "theme=dark"),
+]
+# Each value "Name: value" of this request header is added to the answer, in order.
+RESPONSE_HEADER = "X-Test-Response-Header"
+
 
 _PAGE = """<!doctype html>
 <html lang="en">
@@ -112,6 +131,17 @@ def _prefers_html(accept: str) -> bool:
 
 
 class _UpstreamHandler(Handler):
+    def extra_headers(self) -> list[tuple[str, str]]:
+        """The response headers the request asked for (HOSTILE_PATH/HOSTILE_HEADER, RESPONSE_HEADER)."""
+        extra = []
+        if self.raw_target.split("?", 1)[0].endswith(HOSTILE_PATH) or self.headers.get(HOSTILE_HEADER):
+            extra += HOSTILE_HEADERS
+        for line in self.headers.get_all(RESPONSE_HEADER) or []:
+            name, sep, value = line.partition(":")
+            if sep and name.strip():
+                extra.append((name.strip(), value.strip()))
+        return extra
+
     def dispatch(self):
         owner: FakeUpstream = self.server.owner
         is_ws = "websocket" in (self.headers.get("Upgrade") or "").lower()
@@ -159,10 +189,10 @@ class _UpstreamHandler(Handler):
                 name=html.escape(owner.name),
             )
             self.respond(200, [("Content-Type", "text/html; charset=utf-8"),
-                               ("Cache-Control", "no-store")], page.encode("utf-8"))
+                               ("Cache-Control", "no-store"), *self.extra_headers()], page.encode("utf-8"))
             return
         data = json.dumps(echo).encode("utf-8")
-        self.respond(200, [("Content-Type", "application/json")], data)
+        self.respond(200, [("Content-Type", "application/json"), *self.extra_headers()], data)
 
     def _websocket(self, echo):
         self.close_connection = True
@@ -177,6 +207,7 @@ class _UpstreamHandler(Handler):
         if offered:
             # noVNC-style clients offer e.g. "binary"; accept the first one.
             hdrs.append(("Sec-WebSocket-Protocol", offered.split(",")[0].strip()))
+        hdrs += self.extra_headers()
         head = "HTTP/1.1 101 Switching Protocols\r\n" + "".join(f"{n}: {v}\r\n" for n, v in hdrs) + "\r\n"
         self.connection.settimeout(WS_TIMEOUT)
         self.wfile.write(head.encode("ascii"))
