@@ -44,6 +44,10 @@ EXPECTED_FILES = {
     "knative/octocat--hello-world.yaml",
     "knative/secrets.example.yaml",
     "authentik/blueprint.yaml",
+    "host-mode/gateway.yaml",
+    "host-mode/route-patch.yaml",
+    "host-mode/wasmplugin.yaml",
+    "host-mode/authentik/blueprint.yaml",
 }
 
 HOST = "devcontainer.example.com"
@@ -467,8 +471,14 @@ def one(path: Path | str, kind: str) -> dict:
     return found[0]
 
 
+def is_blueprint(path: Path) -> bool:
+    """authentik blueprints live in a folder named `authentik` (istio/authentik/,
+    istio/host-mode/authentik/); everything else is Kubernetes objects."""
+    return "authentik" in path.relative_to(ISTIO).parts[:-1]
+
+
 def file_errors(path: Path) -> list[str]:
-    if path.is_relative_to(BLUEPRINT_DIR):
+    if is_blueprint(path):
         return blueprint_errors(load_blueprint(path), rel(path))
     found = docs(path)
     if not found:
