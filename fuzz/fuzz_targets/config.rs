@@ -27,8 +27,13 @@ fuzz_target!(|data: &[u8]| {
         Ok(&config)
     );
 
-    // Every field written out explicitly is accepted again and means the same.
-    let explicit = explicit(&config).to_string();
+    // Every field written out explicitly is accepted again and means the same (sections without
+    // a public shape, such as the access policy, are carried over as given).
+    let mut explicit_value = value.clone();
+    if let (Some(object), Value::Object(fields)) = (explicit_value.as_object_mut(), explicit(&config)) {
+        object.extend(fields);
+    }
+    let explicit = explicit_value.to_string();
     match config::parse(explicit.as_bytes()) {
         Ok(again) => assert!(same(&again, &config), "{explicit}\n{again:?}\n{config:?}"),
         Err(e) => panic!("{explicit} refused: {e}"),
@@ -69,7 +74,11 @@ fn within_limits(config: &Config) {
 fn explicit(config: &Config) -> Value {
     let routing = &config.routing;
     let mut routing_json = json!({
-        "mode": match routing.mode { Mode::Shared { .. } => "shared", Mode::PerRepo => "per-repo" },
+        "mode": match routing.mode {
+            Mode::Shared { .. } => "shared",
+            Mode::PerRepo => "per-repo",
+            Mode::PerUser => "per-user",
+        },
         "namespace": routing.namespace,
         "strip_prefix": routing.strip_prefix,
         "authority_template": routing.authority_template.render("{service}", "{namespace}"),
@@ -79,6 +88,9 @@ fn explicit(config: &Config) -> Value {
     });
     if let Mode::Shared { service } = &routing.mode {
         routing_json["service"] = json!(service);
+    }
+    if let Some(domain) = &routing.workspace_domain {
+        routing_json["workspace_domain"] = json!(domain);
     }
     json!({
         "outpost": {
@@ -90,6 +102,20 @@ fn explicit(config: &Config) -> Value {
         "identity_headers": config.identity_headers,
         "health_path": config.health_path,
         "routing": routing_json,
+        "credentials": {
+            "session_cookie_prefixes": config.credentials.cookie_prefixes,
+            "forward_authorization": config.credentials.forward_authorization,
+        },
+        "cache": {
+            "ttl": format!("{}ms", config.cache.ttl.as_millis()),
+            "max_entries": config.cache.max_entries,
+        },
+        "forges": {
+            "github": {"base_url": config.forges.github},
+            "gitlab": {"base_url": config.forges.gitlab},
+            "bitbucket": {"base_url": config.forges.bitbucket},
+        },
+        "access_log": config.access_log,
     })
 }
 

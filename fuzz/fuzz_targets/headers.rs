@@ -58,7 +58,7 @@ fn check_cookie_scrub(cookie: &[u8]) {
         .into_iter()
         .filter(|pair| !is_authentik_cookie(pair))
         .collect();
-    match headers::without_session_cookies(cookie) {
+    match headers::without_session_cookies(&CONFIGS[0].credentials, cookie) {
         None => assert!(kept.is_empty(), "{kept:?} dropped"),
         Some(scrubbed) => {
             let pairs = cookie_pairs(&scrubbed);
@@ -92,7 +92,7 @@ fn check_request(config: &Config, request: &Fields) {
                 }
             }
             let Resume::Forward { edits, .. } =
-                on_outpost_response(config, &pending, Some(&logged_in()))
+                on_outpost_response(config, &pending, Some(&logged_in())).0
             else {
                 panic!("a logged-in answer was refused");
             };

@@ -11,7 +11,7 @@
 
 use devcontainer_gateway::auth::{self, OutpostResponse, Verdict};
 use devcontainer_gateway::config::Config;
-use devcontainer_gateway::reply::LocalReply;
+use devcontainer_gateway::reply::{Client, LocalReply};
 use devcontainer_gateway::request::{on_outpost_response, on_request_headers, Next, Resume};
 use devcontainer_gateway_fuzz::{
     all, apply, as_upstream_sees_it, first, header_lines, lower_case_names, outpost_response,
@@ -33,22 +33,29 @@ fuzz_target!(|data: &[u8]| {
     let status = status(&response);
     let user = first(&response.headers, "x-authentik-username").filter(|u| !u.is_empty());
     for config in CONFIGS.iter() {
-        for json in [false, true] {
-            match auth::verdict(config, Some(&response), json) {
+        for client in [Client::default(), Client::json()] {
+            match auth::verdict(config, Some(&response), &client) {
                 Verdict::Allow {
                     identity,
                     set_cookies,
                 } => {
                     assert_eq!(status, Some(200), "allowed without a 200");
                     assert!(user.is_some(), "allowed without a user");
-                    check_identity(config, &response, &identity);
+                    assert_eq!(Some(identity.username.as_bytes()), user);
+                    check_identity(config, &response, &identity.headers);
                     assert_eq!(set_cookies, all(&response.headers, "set-cookie"));
                 }
                 Verdict::Answer(reply) => {
-                    assert!(
-                        status != Some(200) || user.is_none(),
-                        "200 with a user refused"
-                    );
+                    // A 200 is refused only without a readable user (UTF-8, at most 256 bytes,
+                    // no control characters) or with unreadable groups.
+                    let readable = user.is_some_and(|u| {
+                        std::str::from_utf8(u)
+                            .is_ok_and(|u| u.len() <= 256 && !u.chars().any(char::is_control))
+                    }) && std::str::from_utf8(
+                        first(&response.headers, "x-authentik-groups").unwrap_or_default(),
+                    )
+                    .is_ok();
+                    assert!(status != Some(200) || !readable, "200 with a user refused");
                     check_refusal(config, &response, status, &reply);
                 }
             }
@@ -122,11 +129,12 @@ fn check_waiting_request(config: &Config, response: &OutpostResponse, status: Op
     let Next::Check { pending, .. } = decision.next else {
         panic!("the workspace request was not checked");
     };
-    match on_outpost_response(config, &pending, Some(response)) {
+    match on_outpost_response(config, &pending, Some(response)).0 {
         Resume::Answer(reply) => assert_eq!(
             Verdict::Answer(reply),
-            auth::verdict(config, Some(response), pending.wants_json())
+            auth::verdict(config, Some(response), pending.client())
         ),
+        Resume::Deny { .. } => panic!("denied without an access policy"),
         Resume::Forward { edits, .. } => {
             assert_eq!(status, Some(200));
             let forwarded = apply(&request, &decision.strip, &edits);

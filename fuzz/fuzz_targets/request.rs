@@ -30,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
         let Next::Check { pending, .. } = on_request_headers(config, &headers).next else {
             continue;
         };
-        let Resume::Forward { edits, .. } = on_outpost_response(config, &pending, Some(&response))
+        let Resume::Forward { edits, .. } = on_outpost_response(config, &pending, Some(&response)).0
         else {
             continue;
         };

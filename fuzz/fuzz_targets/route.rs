@@ -1,11 +1,11 @@
 //! Paths and repository names. Input: a `:path` on the first line, then `owner/repo` lines.
 //!
-//! - `route::target` never panics; it refuses or routes only paths under `/github`, everything
-//!   else is the health path or left to the route table.
+//! - `route::target` never panics; it refuses or routes only paths under `/github`, `/gitlab` and
+//!   `/bitbucket`, everything else is the health path or left to the route table.
 //! - An accepted path names exactly the repository its prefix spells (lower case, `.git`
 //!   dropped), prefix and rest add up to the path, and the rest is clean.
-//! - Canonical form is a fixed point: `/github/{owner}/{repo}{rest}` built from the result gives
-//!   the same repository and rest.
+//! - Canonical form is a fixed point: `/{forge}/{owner}/{repo}[/-]{rest}` built from the result
+//!   gives the same repository and rest.
 //! - Every Service name is a DNS-1035 label of at most 57 characters, and two different
 //!   repositories never share one. A name with `--` must be exactly `owner--repo` (owners have
 //!   no `--`, so those are distinct and never equal a hashed name); two hashed names could only
@@ -13,7 +13,7 @@
 //!   fuzzer will find.
 #![no_main]
 
-use devcontainer_gateway::names::{knative_service_name, RepoId, MAX_SERVICE_NAME};
+use devcontainer_gateway::names::{knative_service_name, Forge, RepoId, MAX_SERVICE_NAME};
 use devcontainer_gateway::route::{self, Target};
 use libfuzzer_sys::fuzz_target;
 
@@ -41,10 +41,11 @@ fuzz_target!(|data: &[u8]| {
 
 fn check_path(path: &str) {
     let (bare, query) = route::split_query(path);
-    let ours = bare == "/github" || bare.starts_with("/github/");
+    let forge = route::forge_of(bare).map(|(forge, _)| forge);
+    let ours = forge.is_some();
     let target = match route::target(path, HEALTH) {
         Err(e) => {
-            assert!(ours, "{path}: refused outside /github/: {e}");
+            assert!(ours, "{path}: refused outside the forge prefixes: {e}");
             return;
         }
         Ok(target) => target,
@@ -61,7 +62,9 @@ fn check_path(path: &str) {
         }
         Target::AddSlash(location) => {
             let query = query.map(|q| format!("?{q}")).unwrap_or_default();
-            assert_eq!(location, format!("{bare}/{query}"));
+            if forge != Some(Forge::GitLab) {
+                assert_eq!(location, format!("{bare}/{query}"));
+            }
             let Ok(Target::Repo(_)) = route::target(&location, HEALTH) else {
                 panic!("{path}: redirected to {location}, which is not a repository path");
             };
@@ -72,10 +75,12 @@ fn check_path(path: &str) {
 
     // The repository is the one spelled in the prefix.
     assert_eq!(format!("{}{}", repo.prefix, repo.rest), path);
-    let mut segments = bare["/github/".len()..].splitn(3, '/');
-    let owner = segments.next().unwrap_or_default();
-    let name = segments.next().unwrap_or_default();
-    assert_eq!(repo.prefix, format!("/github/{owner}/{name}"));
+    let forge = forge.expect("routed paths belong to a forge");
+    let spelled = repo.prefix[forge.segment().len() + 2..]
+        .strip_suffix(if forge == Forge::GitLab { "/-" } else { "" })
+        .expect("GitLab prefixes end with the separator");
+    let (owner, name) = spelled.rsplit_once('/').expect("owner and repository");
+    assert!(bare.starts_with(&repo.prefix));
     let name = name.to_ascii_lowercase();
     let name = name.strip_suffix(".git").unwrap_or(&name);
     assert_eq!(
@@ -95,9 +100,11 @@ fn check_path(path: &str) {
 
     // Canonical form is a fixed point.
     let canonical = format!(
-        "/github/{}/{}{}",
+        "/{}/{}/{}{}{}",
+        forge.segment(),
         repo.id.owner(),
         repo.id.repo(),
+        if forge == Forge::GitLab { "/-" } else { "" },
         repo.rest
     );
     match route::target(&canonical, HEALTH) {

@@ -151,6 +151,7 @@ pub fn passes_for_gateway_header(config: &Config, name: &str) -> bool {
     let name = as_upstream_sees_it(name);
     name.starts_with("x-authentik-")
         || name == "x-github-repo"
+        || name == "x-repo-url"
         || name == "x-forwarded-prefix"
         || name == as_upstream_sees_it(&config.routing.authority_header)
         || name == as_upstream_sees_it(&config.routing.cluster_header)
