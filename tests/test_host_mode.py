@@ -216,8 +216,6 @@ def test_the_logout_signature_on_a_workspace_host_logs_out(hosts, domain_outpost
     assert len(upstream.requests) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="on a workspace host /outpost.goauthentik.io/sign_out is forwarded to the "
-                                       "workspace instead of the outpost, and the session stays valid")
 @pytest.mark.parametrize("host", [HELLO, f"auth.{DOMAIN}"])
 def test_the_sign_out_page_on_a_workspace_host_reaches_the_outpost(hosts, domain_outpost, upstream, session, host):
     r = hosts.get("/outpost.goauthentik.io/sign_out", [("Cookie", session)], host=host)

@@ -233,8 +233,9 @@ def test_workspace_route_matches_the_filters_header_only():
     gw = gateway()
     vs = virtual_service(f"*.{domain()}")
     assert vs["spec"]["gateways"] == [f"{gw['metadata']['namespace']}/{gw['metadata']['name']}"]
-    [workspaces] = vs["spec"]["http"]
-    assert workspaces["name"] == "workspaces"
+    workspaces, outpost = vs["spec"]["http"]
+    assert (workspaces["name"], outpost["name"]) == ("workspaces", "outpost")
+    assert outpost["match"] == [{"uri": {"prefix": OUTPOST_PREFIX}}]
     header = config_value(config, "routing.cluster_header")
     assert workspaces["match"] == [{"headers": {header: {"regex": ".+"}}}]
     assert "timeout" not in workspaces, "Knative bounds cold starts; a route timeout would cut WebSockets"
@@ -484,13 +485,13 @@ def test_logout_signature_on_a_workspace_host_reaches_the_outpost(hosts, outpost
     assert upstream.requests == []
 
 
-def test_outpost_paths_on_a_workspace_host_belong_to_the_workspace(hosts, upstream, alice, workspace_host):
-    """Why the wildcard VirtualService has no outpost route: the filter hands every path of a
-    workspace host to the workspace, without authentik's cookies."""
+def test_sign_out_on_a_workspace_host_reaches_the_outpost(hosts, outpost, upstream, alice, workspace_host):
+    """The filter leaves /outpost.goauthentik.io/ on a workspace host to the route table, and the
+    wildcard VirtualService's outpost route takes it, with the session cookie."""
     r = hosts.get("/outpost.goauthentik.io/sign_out", [("Cookie", alice)], host=workspace_host)
-    assert r.status == 200
-    assert r.json()["path"] == "/outpost.goauthentik.io/sign_out"
-    assert "cookie" not in echo_headers(r)
+    assert r.status == 302, r.body
+    assert r.header("location").startswith(outpost.end_session_url + "?id_token_hint=")
+    assert outpost.checks == [] and upstream.requests == []
 
 
 def test_a_label_that_is_no_service_name_is_not_found(hosts, outpost, upstream):
