@@ -249,6 +249,17 @@ impl RootContext for Root {
     }
 }
 
+/// The outpost's `Set-Cookie`s (a session created for header authentication) go with whatever
+/// the client gets, a page of the gateway's included.
+fn with_cookies(reply: &mut LocalReply, cookies: &[Vec<u8>]) {
+    reply.headers.extend(
+        cookies
+            .iter()
+            .filter_map(|c| String::from_utf8(c.clone()).ok())
+            .map(|c| ("set-cookie".to_string(), c)),
+    );
+}
+
 enum State {
     Start,
     Checking {
@@ -370,9 +381,14 @@ impl Filter {
                 self.answer(reply, true);
                 false
             }
-            Resume::Deny { reply, user } => {
+            Resume::Deny {
+                mut reply,
+                user,
+                set_cookies,
+            } => {
                 self.log(&user, repo.as_deref().unwrap_or("-"), "denied", 403, source);
                 self.metrics.add(Counter::Denied, 1);
+                with_cookies(&mut reply, &set_cookies);
                 self.send_page(reply);
                 false
             }
@@ -382,9 +398,10 @@ impl Filter {
                 workspace,
             } => {
                 if let Some(ws) = &workspace {
-                    if let Some(page) = self.starting_page(config, ws, &client) {
+                    if let Some(mut page) = self.starting_page(config, ws, &client) {
                         self.log(&ws.user, &ws.repo, "starting", page.status, source);
                         self.metrics.add(Counter::StartingPages, 1);
+                        with_cookies(&mut page, &set_cookies);
                         self.send_page(page);
                         return false;
                     }
@@ -747,6 +764,8 @@ impl HttpContext for Filter {
                     reply.headers.push(("retry-after".into(), "2".into()));
                     reply
                 };
+                let mut reply = reply;
+                with_cookies(&mut reply, &set_cookies);
                 self.send_page(reply);
                 return Action::Pause;
             }

@@ -131,6 +131,8 @@ pub enum Resume {
     Deny {
         reply: LocalReply,
         user: String,
+        /// The outpost's cookies still go to the client.
+        set_cookies: Vec<Vec<u8>>,
     },
 }
 
@@ -518,6 +520,7 @@ pub fn on_identity(
             return Resume::Deny {
                 reply: reply::refuse(403, &reason, &pending.client),
                 user: identity.username,
+                set_cookies,
             };
         }
     }
@@ -946,7 +949,7 @@ mod tests {
             &config,
             &request("/github/other/w/", &[("accept", "application/json")]),
         );
-        let Resume::Deny { reply, user } =
+        let Resume::Deny { reply, user, .. } =
             resume(&config, &pending, Some(&user("alice", "developers")))
         else {
             panic!("not denied")
