@@ -20,7 +20,7 @@ from fakes.wsclient import ws_connect
 from harness import (BROWSER_NAVIGATION, LIVE_LOG, Envoy, echoed, echoed_names, fast_flush, gateway_config,
                      shipped_plugin_config, wait_until)
 
-COLD_START = 1.2   # seconds a workspace takes to answer its first request
+COLD_START = 1.0   # seconds a workspace takes to answer its first request
 REFRESH = 1        # starting_page.refresh, seconds
 WAIT = 15.0        # bound of every wait here
 PREFIX = "wasmcustom.devcontainer_gateway_"
