@@ -190,3 +190,29 @@ def test_on_an_edge_listener_envoy_decides_the_request_id(outpost, upstream, pre
         assert quoted == ["from-the-client"]
     else:
         assert UUID.match(quoted[0]), quoted
+
+
+def counters(envoy) -> dict[str, int]:
+    prefix = "wasmcustom.devcontainer_gateway_"
+    return {k.removeprefix(prefix): v for k, v in envoy.stats(prefix).items()}
+
+
+def test_refusals_are_counted_as_refusals(pages, outpost, alice):
+    before = counters(pages)
+    assert pages.get("/github/octocat/../x/").status == 400
+    assert pages.get("/github/other/x/", [("Cookie", alice)]).status == 403
+    after = counters(pages)
+    assert after["bad_requests_total"] - before["bad_requests_total"] == 1
+    assert after["access_denied_total"] - before["access_denied_total"] == 1
+    assert after["local_replies_total"] == before["local_replies_total"]
+
+
+@pytest.mark.xfail(strict=True, reason="a 404 for a host that cannot be a workspace is counted in local_replies_total "
+                                       "(health answers and redirects), not bad_requests_total; its access line says "
+                                       "outcome=bad-request (filter.rs answer(): only status 400 counts as a bad request)")
+def test_a_refused_workspace_host_counts_as_a_bad_request(hosts):
+    before = counters(hosts)
+    assert hosts.get("/", host="Bad_Name.ws.example").status == 404
+    after = counters(hosts)
+    moved = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+    assert moved == {"bad_requests_total": 1}
