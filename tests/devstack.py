@@ -22,9 +22,18 @@ import threading
 
 from fakes.outpost import FakeOutpost
 from fakes.upstream import FakeUpstream
-from harness import ROOT, Envoy, gateway_config
+from harness import ROOT, Envoy, gateway_config, shipped_plugin_config
 
 USERS = ROOT / "envoy" / "users.json"
+
+
+def plugin_config(idle: float) -> dict:
+    """envoy/gateway.yaml's configuration, with the starting page's idea of a warm workspace no
+    longer than these workspaces stay warm: after `idle` seconds a browser sees the page again
+    instead of a blank tab while the workspace starts."""
+    config = shipped_plugin_config()
+    config["starting_page"] = {**config.get("starting_page", {}), "warm_for": f"{max(1, int(idle))}s"}
+    return config
 
 
 class DevStack:
@@ -32,7 +41,8 @@ class DevStack:
         self.port = port
         self.outpost = FakeOutpost(external_host=f"http://127.0.0.1:{port}", verbose=verbose)
         self.workspaces = FakeUpstream(cold_start=cold_start, idle=idle, name="workspace", verbose=verbose)
-        self.envoy = Envoy(gateway_config(self.outpost.port, self.workspaces.port), name="devstack", port=port)
+        bootstrap = gateway_config(self.outpost.port, self.workspaces.port, plugin_config(idle))
+        self.envoy = Envoy(bootstrap, name="devstack", port=port)
 
     @property
     def url(self) -> str:
@@ -84,7 +94,8 @@ devcontainer-gateway is running (Envoy pid {stack.envoy.proc.pid}, log {stack.en
   health   {stack.url}/health
   outpost  {stack.outpost.url}  (authentik's login page lives here)
 
-  A workspace idle for {args.idle:g}s starts cold again and takes {args.cold_start:g}s to answer.
+  A workspace idle for {args.idle:g}s starts cold again and takes {args.cold_start:g}s to answer;
+  meanwhile the browser shows a page that says it is starting and reloads into the workspace.
   Ctrl-C stops everything.
 """,
             flush=True,

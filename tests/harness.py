@@ -9,6 +9,7 @@ import copy
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -146,6 +147,8 @@ class Envoy:
     concurrency: int = 1
     admin_port: int = 0
     proc: subprocess.Popen | None = None
+    # More command-line options, e.g. ["--file-flush-interval-msec", "50"] to read the log live.
+    extra_args: list[str] = field(default_factory=list)
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="dcgw-envoy-")))
 
     def __enter__(self) -> "Envoy":
@@ -180,6 +183,7 @@ class Envoy:
             "-l", "info",
             "--log-path", str(self.log_path),
             "--disable-hot-restart",
+            *self.extra_args,
         ]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
                                      start_new_session=True, preexec_fn=_die_with_parent)
@@ -226,6 +230,21 @@ class Envoy:
             self.proc.kill()
             self.proc.wait(timeout=10)
 
+    def prometheus(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/stats/prometheus", timeout=5) as r:
+            return r.read().decode()
+
+    def histogram_count(self, name: str) -> int:
+        """Samples recorded in a histogram, as `<name>_count` on /stats/prometheus (Envoy merges
+        histograms at each stats flush: see `fast_flush`)."""
+        found = re.search(rf"^{re.escape(name)}_count\{{\}} (\d+)$", self.prometheus(), re.M)
+        return int(found.group(1)) if found else 0
+
+    def access_log(self) -> list[dict[str, str]]:
+        """The filter's access log lines (`access user=… repo=… outcome=…`) in Envoy's log, as
+        fields; read it live with `live_log`."""
+        return [parse_access_line(line) for line in self.log().splitlines() if ACCESS_MARK in line]
+
     def stats(self, prefix: str = "") -> dict[str, int]:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/stats?format=json", timeout=5) as r:
             data = json.load(r)
@@ -259,3 +278,50 @@ class Envoy:
 
     def get(self, path: str, headers=None, **kw) -> Response:
         return self.request("GET", path, headers, **kw)
+
+
+# Command-line options that make Envoy write its log within 50 ms instead of every 10 s.
+LIVE_LOG = ["--file-flush-interval-msec", "50"]
+
+ACCESS_MARK = "devcontainer-gateway: access user="
+_ACCESS_FIELD = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)')
+
+
+def parse_access_line(line: str) -> dict[str, str]:
+    """`access user="alice" repo="github/a/b" outcome=allowed …` -> {"user": "alice", …}; quoted
+    values are unescaped (Rust's Debug quoting), `line` keeps the raw text."""
+    text = line.split(ACCESS_MARK, 1)[1]
+    fields = {"line": line}
+    for name, value in _ACCESS_FIELD.findall("user=" + text):
+        if value.startswith('"'):
+            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+        fields.setdefault(name, value)
+    return fields
+
+
+def fast_flush(bootstrap: dict, interval: str = "0.2s") -> dict:
+    """Histograms reach /stats and /stats/prometheus at each stats flush (5 s by default)."""
+    bootstrap["stats_flush_interval"] = interval
+    return bootstrap
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
+    """Polls `predicate` until it returns something true; fails naming `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"after {timeout:g}s still waiting for {what}")
+        time.sleep(interval)
+
+
+# What Chromium sends for a top-level navigation (typing the URL, a link, a reload).
+BROWSER_NAVIGATION = [
+    ("Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"),
+    ("Sec-Fetch-Mode", "navigate"),
+    ("Sec-Fetch-Dest", "document"),
+    ("Sec-Fetch-Site", "none"),
+    ("Upgrade-Insecure-Requests", "1"),
+]

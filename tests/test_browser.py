@@ -1,5 +1,6 @@
-"""A real browser walks the whole flow: gateway -> authentik login page -> callback -> workspace
-page -> WebSocket, through the real Envoy with the filter (tests/devstack.py).
+"""A real browser walks the whole flow: gateway -> authentik login page -> callback -> the page that
+says the workspace is starting -> (it reloads itself) workspace page -> WebSocket, through the real
+Envoy with the filter (tests/devstack.py, what `make run` starts).
 
 Needs the Debian packages `chromium` and `chromium-driver`; without them this test fails, it
 does not skip, so CI cannot pass while silently not running it.
@@ -8,6 +9,7 @@ does not skip, so CI cannot pass while silently not running it.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 import time
@@ -29,7 +31,8 @@ CHROMEDRIVER = Path("/usr/bin/chromedriver")
 SHOTS = ARTIFACTS / "browser"
 REPO_PATH = "/github/octocat/hello-world"
 REPO_URL = "https://github.com/octocat/hello-world"
-WAIT = 20.0  # covers the 1 s cold start with a wide margin; the test fails rather than hangs
+WAIT = 20.0  # covers the 1 s cold start and a 2 s reload with a wide margin; the test fails rather than hangs
+FLOW = 30.0  # the whole walk, every wait included
 
 # Headless as root on a closed network: without the background/update/sync flags Chromium keeps
 # dialling out and floods the log with refused connections; QUIC off keeps it on plain TCP.
@@ -82,14 +85,28 @@ def browser():
         shutil.rmtree(profile, ignore_errors=True)
 
 
+_deadline = [float("inf")]
+
+
 def wait_for(driver, condition, what: str):
+    """Waits at most WAIT, and never past the flow's deadline."""
+    timeout = max(0.1, min(WAIT, _deadline[0] - time.monotonic()))
     try:
-        return WebDriverWait(driver, WAIT, poll_frequency=0.1,
+        return WebDriverWait(driver, timeout, poll_frequency=0.1,
                              ignored_exceptions=(StaleElementReferenceException,)).until(condition, what)
     except TimeoutException:
         driver.save_screenshot(str(SHOTS / "failure.png"))
-        raise AssertionError(f"after {WAIT:g}s still waiting for {what}; browser at {driver.current_url}; "
+        raise AssertionError(f"after {timeout:g}s still waiting for {what}; browser at {driver.current_url}; "
                              f"see {SHOTS / 'failure.png'}") from None
+
+
+def heading(driver) -> str | None:
+    found = driver.find_elements(By.TAG_NAME, "h1")
+    return found[0].text if found else None
+
+
+def counter(stack, name: str) -> int:
+    return stack.envoy.stats(f"wasmcustom.devcontainer_gateway_{name}").get(f"wasmcustom.devcontainer_gateway_{name}", 0)
 
 
 def text_of(driver, element_id: str) -> str | None:
@@ -97,7 +114,8 @@ def text_of(driver, element_id: str) -> str | None:
     return found[0].text if found else None
 
 
-def test_login_workspace_and_websocket_in_a_browser(browser, stack):
+def test_login_starting_page_workspace_and_websocket_in_a_browser(browser, stack):
+    _deadline[0] = time.monotonic() + FLOW
     workspace = f"{stack.url}{REPO_PATH}/"
 
     # 1. Anonymous: the gateway sends the browser to authentik's login page (on the outpost's port).
@@ -108,20 +126,32 @@ def test_login_workspace_and_websocket_in_a_browser(browser, stack):
     assert login.port == stack.outpost.port, browser.current_url
     browser.save_screenshot(str(SHOTS / "01-login.png"))
 
-    # 2. Log in: authorize -> gateway callback -> back to the workspace root, past a cold start.
+    # 2. Log in: authorize -> gateway callback -> back to the workspace URL, whose workspace is cold:
+    #    the gateway answers with the page that says it is starting, and wakes it.
     browser.find_element(By.ID, "username").send_keys("alice")
     browser.find_element(By.ID, "password").send_keys("alice")
     browser.find_element(By.ID, "login").click()
+    wait_for(browser, lambda d: heading(d) == "Starting your workspace", "the starting page")
+    assert browser.current_url == workspace  # the page stands in for the workspace: a reload lands in it
+    text = browser.find_element(By.TAG_NAME, "body").text
+    assert "The workspace for github/octocat/hello-world is starting." in text, text
+    assert "This page reloads into it when it is ready." in text, text
+    assert re.search(r"Request ID: [0-9a-f-]{36}", text), text
+    browser.save_screenshot(str(SHOTS / "02-starting.png"))
+    assert counter(stack, "starting_pages_total") >= 1
+    assert counter(stack, "cold_starts_total") == 1
+
+    # 3. The page reloads itself; once the workspace is up, the reload lands in it.
     wait_for(browser, lambda d: text_of(d, "repo") == REPO_URL, "the workspace page showing the repository")
     assert browser.current_url == workspace
     assert text_of(browser, "user") == "alice"
     assert text_of(browser, "groups") == "developers"
-    assert stack.workspaces.cold_starts == 1
+    assert stack.workspaces.cold_starts == 1  # the gateway's wake-up was the cold start
     # The session came from the callback the outpost answered through the gateway.
     assert any("X-authentik-auth-callback=true" in c["path"] for c in stack.outpost.checks)
-    browser.save_screenshot(str(SHOTS / "02-workspace.png"))
+    browser.save_screenshot(str(SHOTS / "03-workspace.png"))
 
-    # 3. The page's own WebSocket (relative URL, so …/hello-world/ws) echoes "hello" through Envoy.
+    # 4. The page's own WebSocket (relative URL, so …/hello-world/ws) echoes "hello" through Envoy.
     wait_for(browser, lambda d: text_of(d, "ws") == "hello", "the WebSocket echo")
     upgrade = json.loads(browser.find_element(By.ID, "ws-upgrade").get_attribute("textContent"))
     headers = {n.lower(): v for n, v in upgrade["headers"]}
@@ -129,19 +159,21 @@ def test_login_workspace_and_websocket_in_a_browser(browser, stack):
     assert headers["x-authentik-username"] == "alice"
     assert headers["x-github-repo"] == REPO_URL
     assert "authentik_proxy" not in headers.get("cookie", "")  # the session stays at the gateway
-    browser.save_screenshot(str(SHOTS / "03-websocket.png"))
+    browser.save_screenshot(str(SHOTS / "04-websocket.png"))
 
-    # 4. The session cookie is in the jar and out of reach of page scripts.
+    # 5. The session cookie is in the jar and out of reach of page scripts.
     cookies = [c for c in browser.get_cookies() if c["name"].startswith("authentik_proxy_")]
     assert len(cookies) == 1, browser.get_cookies()
     assert cookies[0]["httpOnly"] is True
     assert "authentik_proxy_" not in browser.execute_script("return document.cookie")
 
-    # 5. Reload: still logged in, and the workspace is warm (no second cold start).
+    # 6. Reload: still logged in, the workspace is warm: straight in, no starting page, no cold start.
+    pages = counter(stack, "starting_pages_total")
     started = time.monotonic()
     browser.refresh()
     wait_for(browser, lambda d: text_of(d, "ws") == "hello", "the reloaded page's WebSocket echo")
     assert browser.current_url == workspace
     assert text_of(browser, "user") == "alice"
+    assert counter(stack, "starting_pages_total") == pages
     assert stack.workspaces.cold_starts == 1
     print(f"warm reload with WebSocket: {time.monotonic() - started:.2f}s")

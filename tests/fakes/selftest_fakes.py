@@ -457,6 +457,25 @@ def t_upstream_echo(op, up):
     assert up.requests == []
 
 
+def t_upstream_knobs(op, up):
+    # Knative's answer while it cannot serve: the status, recorded, no workspace; clear() undoes it.
+    up.status = 503
+    up.response_headers = [("Set-Cookie", "a=1"), ("X-Extra", "x")]
+    r = request(up.port, "GET", "/", {"Accept": "text/html"})
+    assert r.status == 503 and r.body == b"fake upstream: status 503\n", (r.status, r.body)
+    assert r.all("Set-Cookie") == ["a=1"] and r.get("X-Extra") == "x"
+    assert len(up.requests) == 1
+    up.status = None
+    r = request(up.port, "GET", "/x")
+    assert r.status == 200 and r.get("X-Extra") == "x" and json.loads(r.body)["path"] == "/x"
+    up.status = 504
+    up.clear()
+    assert up.status is None and up.response_headers == [] and up.requests == []
+    r = request(up.port, "GET", "/y")
+    assert r.status == 200 and r.get("X-Extra") is None
+    up.clear()
+
+
 def t_cold_start(op, up):
     with FakeUpstream(cold_start=0.3, idle=0.5) as cold:
         def timed():
@@ -588,8 +607,8 @@ def t_upstream_hostile(op, up):
 
 TESTS = [t_ping, t_anonymous_302, t_stale_cookie, t_extra_cookie_knob, t_full_login, t_basic_auth,
          t_user_extras, t_logout, t_callback_errors, t_routing, t_failure_modes, t_upstream_echo,
-         t_cold_start, t_websocket, t_concurrency, t_no_host, t_bind_loopback, t_fault_modes,
-         t_cookie_domain, t_upstream_hostile]
+         t_upstream_knobs, t_cold_start, t_websocket, t_concurrency, t_no_host, t_bind_loopback,
+         t_fault_modes, t_cookie_domain, t_upstream_hostile]
 
 
 def main() -> int:

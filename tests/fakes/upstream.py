@@ -177,6 +177,12 @@ class _UpstreamHandler(Handler):
             upstream=owner.name,
         )
         owner._record(echo)
+        extra = list(owner.response_headers) + self.extra_headers()
+        if owner.status is not None:
+            # Knative while it cannot serve (activator timeout, queue full): a status, no workspace.
+            self.respond(owner.status, [("Content-Type", "text/plain"), *extra],
+                         f"fake upstream: status {owner.status}\n".encode())
+            return
 
         path_only = self.raw_target.split("?", 1)[0]
         if path_only.endswith("/__page") or (
@@ -189,10 +195,10 @@ class _UpstreamHandler(Handler):
                 name=html.escape(owner.name),
             )
             self.respond(200, [("Content-Type", "text/html; charset=utf-8"),
-                               ("Cache-Control", "no-store"), *self.extra_headers()], page.encode("utf-8"))
+                               ("Cache-Control", "no-store"), *extra], page.encode("utf-8"))
             return
         data = json.dumps(echo).encode("utf-8")
-        self.respond(200, [("Content-Type", "application/json"), *self.extra_headers()], data)
+        self.respond(200, [("Content-Type", "application/json"), *extra], data)
 
     def _websocket(self, echo):
         self.close_connection = True
@@ -257,6 +263,10 @@ class FakeUpstream(BackgroundServer):
     requests waits (scale from zero). Requests arriving during that wait are
     held until the same moment, like Knative's activator does. Each Host (one
     Knative Service per repository) scales on its own.
+
+    Test knobs (reset by clear()): `status` answers every HTTP request with that
+    status instead of the workspace (Knative's 503/504 while it cannot serve);
+    `response_headers` are added to every HTTP answer.
     """
 
     thread_name = "fake-upstream"
@@ -269,6 +279,8 @@ class FakeUpstream(BackgroundServer):
         self.verbose = verbose
         self.requests: list[dict] = []
         self.cold_starts = 0
+        self.status: int | None = None
+        self.response_headers: list[tuple[str, str]] = []
         self._lock = threading.Lock()
         self._last_seen: dict[str, float] = {}
         self._ready_at: dict[str, float] = {}
@@ -277,6 +289,8 @@ class FakeUpstream(BackgroundServer):
     def clear(self) -> None:
         with self._lock:
             del self.requests[:]
+        self.status = None
+        self.response_headers = []
 
     def _record(self, echo: dict) -> None:
         with self._lock:
