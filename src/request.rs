@@ -186,7 +186,7 @@ pub fn client(headers: &Headers) -> Client {
 pub fn not_found(client: &Client) -> LocalReply {
     reply::refuse(
         404,
-        "nothing is served here; workspaces live under /github/{owner}/{repo}/, \
+        "nothing is served here; repositories open under /github/{owner}/{repo}/, \
          /gitlab/{group}/{project}/-/ and /bitbucket/{workspace}/{repo}/",
         client,
     )

@@ -67,8 +67,6 @@ def test_one_line_per_decision(logged, outpost, alice):
     assert not [line for line in logged.access_log() if line["request_id"] == "log-health"]
 
 
-@pytest.mark.xfail(strict=True, reason="a denial is logged as user=\"-\" although the outpost named the user "
-                                       "(filter.rs resume(): Resume::Deny logs \"-\")")
 def test_a_denial_names_who_was_denied(logged, alice):
     assert logged.get("/github/other/y/", [("Cookie", alice), ("X-Request-Id", "log-who")]).status == 403
     [line] = lines_for(logged, "log-who")["log-who"]

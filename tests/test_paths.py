@@ -75,7 +75,7 @@ def test_case_and_git_suffix_reach_the_same_repository(gateway, upstream, alice)
 def test_other_paths_are_left_to_the_route_table(gateway, outpost, upstream, alice):
     r = gateway.get("/somewhere/else", [("Cookie", alice)])
     assert r.status == 404
-    assert b"workspaces live under /github/" in r.body
+    assert b"repositories open under /github/" in r.body
     # Upper-case prefixes are not workspaces and never reach one.
     assert gateway.get("/GitHub/octocat/hello-world/", [("Cookie", alice)]).status == 404
     assert outpost.checks == [] and upstream.requests == []

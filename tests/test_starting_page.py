@@ -230,8 +230,6 @@ def test_anonymous_navigation_gets_the_login_not_the_starting_page(starting, col
     assert "starting_pages_total" not in changed and "cold_starts_total" not in changed
 
 
-@pytest.mark.xfail(strict=True, reason="the starting page drops the Set-Cookie of the outpost's 200 (the session "
-                                       "authentik creates for HTTP Basic); README: it is added to the client's response")
 def test_the_session_the_outpost_creates_comes_with_the_starting_page(starting, cold, people):
     path = "/github/acme/cold-basic/"
     alice = "Basic " + base64.b64encode(b"alice:alice").decode()
