@@ -526,7 +526,8 @@ impl Filter {
         let Some(starting_page) = config.starting_page else {
             return;
         };
-        let now = now_ms();
+        // The request's start is recent enough, and spares a host call per response.
+        let now = self.started;
         let every = u64::try_from(starting_page.warm_for.as_millis() / 4).unwrap_or(u64::MAX);
         let mut shared = self.shared.borrow_mut();
         let last = shared.marked_warm.get(service).copied().unwrap_or(0);
