@@ -42,9 +42,11 @@ test: lint unit integration
 run: build venv
 	$(PY) tests/devstack.py --port $(PORT) --cold-start $(COLD_START) --idle $(IDLE)
 
-# Throughput against a baseline of the same run; needs nginx and wrk (apt-get install nginx-light wrk).
+# Throughput, latency, CPU and memory against baselines of the same run; needs nginx and wrk
+# (apt-get install nginx-light wrk; binaryen for the wasm-opt size). See bench/README.md.
+BENCH_ARGS ?=
 bench: build venv
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 # Fuzz the pure core (nightly + cargo-fuzz): FUZZ_SECONDS per target.
 FUZZ_SECONDS ?= 60
