@@ -10,7 +10,7 @@ COLD_START ?= 3
 IDLE      ?= 60
 VERSION   := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
-.PHONY: build test lint unit integration venv run image cli bench fuzz clean
+.PHONY: build test lint unit integration venv run image cli bench soak fuzz clean
 
 build: $(WASM)
 
@@ -47,6 +47,11 @@ run: build venv
 BENCH_ARGS ?=
 bench: build venv
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+# A million mixed requests; fails on unexplained answers, RSS drift over 2 MB, wasm failures.
+SOAK_REQUESTS ?= 1000000
+soak: build venv
+	$(PY) bench/soak.py --requests $(SOAK_REQUESTS)
 
 # Fuzz the pure core (nightly + cargo-fuzz): FUZZ_SECONDS per target.
 FUZZ_SECONDS ?= 60
