@@ -10,7 +10,7 @@ COLD_START ?= 3
 IDLE      ?= 60
 VERSION   := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
-.PHONY: build test lint unit integration venv run image cli bench soak fuzz clean
+.PHONY: build test lint unit integration venv run image cli bench soak build-opt fuzz clean
 
 build: $(WASM)
 
@@ -52,6 +52,14 @@ bench: build venv
 SOAK_REQUESTS ?= 1000000
 soak: build venv
 	$(PY) bench/soak.py --requests $(SOAK_REQUESTS)
+
+# Optional, not part of `build`: the filter shrunk by binaryen (apt-get install binaryen). rustc's
+# wasm32 code uses these features; without the flags wasm-opt refuses the module.
+WASM_OPT_FLAGS ?= -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
+  --enable-nontrapping-float-to-int --enable-reference-types --enable-multivalue
+build-opt: build
+	wasm-opt $(WASM_OPT_FLAGS) $(WASM) -o $(WASM:.wasm=.opt.wasm)
+	@ls -l $(WASM) $(WASM:.wasm=.opt.wasm)
 
 # Fuzz the pure core (nightly + cargo-fuzz): FUZZ_SECONDS per target.
 FUZZ_SECONDS ?= 60
