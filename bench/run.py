@@ -319,7 +319,7 @@ def targets(summary: dict, wasm: dict, rss: dict) -> list[dict]:
         line("added p50 at one connection (cached) <= 40 us", cached.get("added_c1_p50_us"), 40,
              lambda v: v <= 40, "{:.0f} us"),
         line("wasm <= 200 KB (raw)", wasm.get("raw_bytes"), 200_000, lambda v: v <= 200_000, "{:,} bytes"),
-        line("Envoy RSS drift <= 2 MB", rss.get("drift_kib"), RSS_DRIFT_LIMIT_BYTES,
+        line(f"Envoy RSS drift ({rss.get('variant', '-')}) <= 2 MB", rss.get("drift_kib"), RSS_DRIFT_LIMIT_BYTES,
              lambda v: v * 1024 <= RSS_DRIFT_LIMIT_BYTES, "{:+} KiB"),
     ]
 
@@ -348,8 +348,8 @@ def print_report(summary: dict, wasm: dict, rss: dict, goals: list[dict], settin
     print("(websocket rows: handshakes/s, one connection each; /none and c1 +p50 against none-websocket)")
     oz = f", {wasm['oz_bytes']:,} bytes after wasm-opt -Oz" if "oz_bytes" in wasm else f" ({wasm.get('oz_note', '')})"
     print(f"wasm: {wasm['raw_bytes']:,} bytes{oz}")
-    if rss.get("error"):
-        print(f"RSS: {rss['error']}")
+    if rss.get("error") or rss.get("skipped"):
+        print(f"RSS: {rss.get('error') or 'skipped, ' + rss['skipped']}")
     elif rss:
         print(f"RSS ({rss['variant']}): {rss['before_kib']} KiB before, {rss['after_kib']} KiB after "
               f"{rss['requests']:,} requests: drift {rss['drift_kib']:+} KiB")
@@ -369,7 +369,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--warmup", type=int, default=1, help="seconds of load per Envoy before the rounds")
     parser.add_argument("--rss-requests", type=int, default=1_000_000, help="0 skips the RSS phase")
-    parser.add_argument("--rss-variant", default="filter-cached")
+    parser.add_argument("--rss-variant", default="filter-cached", help="one of --variants (else the phase is skipped)")
     parser.add_argument("--json", default=str(ROOT / "bench" / "results.json"))
     args = parser.parse_args()
     names = [n for n in args.variants.split(",") if n]
@@ -424,24 +424,18 @@ def main() -> int:
 
 
 def rss_run(runs: dict[str, Running], nginx: Nginx, args: argparse.Namespace) -> dict:
-    """The RSS phase on `--rss-variant`: the warm Envoy of the rounds, or a fresh one if that
-    variant was not among them."""
+    """The RSS phase on the warm Envoy of `--rss-variant`, if that variant is among `--variants`."""
     target = runs.get(args.rss_variant)
-    extra = target is None
     if target is None:
-        target = Running(VARIANTS[args.rss_variant])
-        start(target, nginx, args)
+        return {"variant": args.rss_variant, "skipped": f"{args.rss_variant} is not among --variants"}
+    if target.error:
+        return {"variant": args.rss_variant, "error": f"{args.rss_variant} did not run: {target.error}"}
+    print(f"RSS: {args.rss_requests:,} requests on {args.rss_variant}", file=sys.stderr)
+    hint = median([r["rps"] for r in target.runs]) if target.runs else None
     try:
-        if target.error:
-            return {"variant": args.rss_variant, "error": f"{args.rss_variant} did not run: {target.error}"}
-        print(f"RSS: {args.rss_requests:,} requests on {args.rss_variant}", file=sys.stderr)
-        hint = median([r["rps"] for r in target.runs]) if target.runs else None
         return rss_phase(target, nginx, args.rss_requests, hint, args.connections, args.threads)
     except LOAD_ERRORS as e:
         return {"variant": args.rss_variant, "error": f"{type(e).__name__}: {e}"}
-    finally:
-        if extra:
-            stop_run(target)
 
 
 def start(run: Running, nginx: Nginx, args: argparse.Namespace) -> None:
