@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import os
 import selectors
 import socket
 import sys
@@ -47,6 +48,7 @@ def run(port: int, request: bytes, seconds: float, connections: int, count: int 
     statuses: dict[str, int] = {}
     errors = {"connect": 0, "read": 0, "write": 0, "timeout": 0}
     started = 0
+    cpu = os.times()
     start = time.monotonic()
     deadline = start + seconds
 
@@ -121,6 +123,7 @@ def run(port: int, request: bytes, seconds: float, connections: int, count: int 
         if not more() and now > deadline + timeout:
             break
     duration = time.monotonic() - start
+    cpu_used = sum(os.times()[:2]) - sum(cpu[:2])
     latencies.sort()
     done = len(latencies)
     return {
@@ -136,6 +139,8 @@ def run(port: int, request: bytes, seconds: float, connections: int, count: int 
         **errors,
         "status": sum(n for code, n in statuses.items() if not code.startswith("1")),
         "socket_errors": sum(errors.values()),
+        # Whether the load loop itself was the limit: close to `duration` means it was.
+        "client_cpu_s": round(cpu_used, 3),
     }
 
 
