@@ -10,7 +10,7 @@ COLD_START ?= 3
 IDLE      ?= 60
 VERSION   := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
-.PHONY: build test lint unit unit-wasm integration venv run image cli bench fuzz clean
+.PHONY: build test lint unit unit-wasm integration venv run image cli bench soak build-opt fuzz clean
 
 build: $(WASM)
 
@@ -47,9 +47,24 @@ test: lint unit unit-wasm integration
 run: build venv
 	$(PY) tests/devstack.py --port $(PORT) --cold-start $(COLD_START) --idle $(IDLE)
 
-# Throughput against a baseline of the same run; needs nginx and wrk (apt-get install nginx-light wrk).
+# Throughput, latency, CPU and memory against baselines of the same run; needs nginx and wrk
+# (apt-get install nginx-light wrk; binaryen for the wasm-opt size). See bench/README.md.
+BENCH_ARGS ?=
 bench: build venv
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(BENCH_ARGS)
+
+# A million mixed requests; fails on unexplained answers, RSS drift over 2 MB, wasm failures.
+SOAK_REQUESTS ?= 1000000
+soak: build venv
+	$(PY) bench/soak.py --requests $(SOAK_REQUESTS)
+
+# Optional, not part of `build`: the filter shrunk by binaryen (apt-get install binaryen). rustc's
+# wasm32 code uses these features; without the flags wasm-opt refuses the module.
+WASM_OPT_FLAGS ?= -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
+  --enable-nontrapping-float-to-int --enable-reference-types --enable-multivalue
+build-opt: build
+	wasm-opt $(WASM_OPT_FLAGS) $(WASM) -o $(WASM:.wasm=.opt.wasm)
+	@ls -l $(WASM) $(WASM:.wasm=.opt.wasm)
 
 # Fuzz the pure core (nightly + cargo-fuzz): each target for FUZZ_SECONDS, from the checked-in
 # seeds (fuzz/seeds/<target>) and what earlier runs kept (fuzz/corpus/<target>, not checked in).

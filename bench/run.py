@@ -1,20 +1,30 @@
 #!/usr/bin/env python3
-"""Throughput and latency of the gateway, against a baseline measured in the same run.
+"""`make bench`: the gateway against Envoy without it, Envoy's Lua filter and native ext_authz, in
+one run, on one Envoy worker each.
 
-nginx serves the fixed answers of the outpost (a logged-in 200 with the identity headers) and of
-the workspace, so Envoy is the bottleneck; wrk drives one Envoy worker. Three configurations of the
-same Envoy (envoy/gateway.yaml):
+nginx serves the fixed answers of the outpost (the logged-in 200 with the identity headers) and of
+the workspace, so Envoy is the bottleneck; wrk drives it over loopback. Variants (same outpost,
+same workspace, same request unless said otherwise):
 
-  baseline   no filter, a plain route to the workspace
-  pass       the filter, a path it leaves to the route table (header stripping only)
-  checked    the filter, /github/{owner}/{repo}/: outpost check + identity + routing per request
-  ext_authz  for comparison: Envoy's native ext_authz asking the same outpost (what Istio's CUSTOM
-             authorization provider does), plain route, no filter
+  none              no filter, a plain route: the limit
+  lua               Envoy's Lua filter rewrites the path and sets X-GitHub-Repo; no auth
+  ext_authz         native ext_authz asks the same outpost, allowed identity headers copied
+                    upstream, then the same Lua rewrite: what an Istio user would build
+  filter-nocache    the filter, cache off ("cache": {"ttl": "0s"}): one outpost check per request
+  filter-cached     the filter, cache on ("cache": {"ttl": "30s", "max_entries": 4096})
+  filter-websocket  the filter (envoy/gateway.yaml's configuration) on a WebSocket upgrade: one
+                    handshake per connection, driven by bench/wsload.py (wrk cannot)
+  none-websocket    no filter, the same handshakes: the limit for filter-websocket
 
-Prints requests/s and latency percentiles, and each configuration relative to the baseline.
-Timings on a shared machine are noisy: compare the ratios of one run, not numbers across runs.
+Rounds are interleaved (every variant once, then again) and each figure is the median of the
+rounds. Per variant: requests/s, p50/p99 at `--connections`, ratios to `none` and `ext_authz`,
+Envoy CPU time per request (/proc/<pid>/stat), outpost checks per request (counted by nginx), and
+p50 at one connection. Then the wasm size (raw, and after `wasm-opt -Oz` when binaryen is
+installed), and Envoy's RSS before and after `--rss-requests` on the cached filter. The issue's
+targets are printed as pass/miss lines, not asserted. Timings on a shared machine are noisy:
+compare the ratios of one run, not numbers across runs.
 
-    python3 bench/run.py [--seconds 5] [--connections 16]
+    python3 bench/run.py [--variants none,lua,...] [--rounds 3] [--seconds 5] [--rss-requests 1000000]
 """
 
 from __future__ import annotations
@@ -22,59 +32,65 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import argparse
 import copy
-import re
+import http.client
+import json
+import math
+import os
 import shutil
-import signal
+import statistics
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass, field
+from typing import Callable
 
-from harness import Envoy, free_port, gateway_config
+from benchlib import (RSS_DRIFT_LIMIT_BYTES, SESSION_COOKIE, Nginx, cpu_seconds, hcm, need, process_pid, refusal, rss_kib,
+                      upgrade_once, ws_load, wrk)
+from harness import WASM, Envoy, gateway_config, load_gateway_yaml, wasm_filter
 
-NGINX_CONF = """
-worker_processes 1;
-daemon off;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  keepalive_requests 1000000;
-  server {{
-    listen 127.0.0.1:{outpost};
-    location / {{
-      add_header X-Authentik-Username alice;
-      add_header X-Authentik-Groups "developers|admins";
-      add_header X-Authentik-Entitlements "";
-      add_header X-Authentik-Email alice@example.com;
-      add_header X-Authentik-Name "Alice Developer";
-      add_header X-Authentik-Uid 2b7a4f0c9d1e;
-      add_header X-Authentik-Jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIyYjdhNGYwYzlkMWUifQ.c2lnbmF0dXJl;
-      add_header X-Authentik-Meta-Jwks https://auth.example.com/application/o/devcontainer-gateway/jwks/;
-      add_header X-Authentik-Meta-Outpost "authentik Embedded Outpost";
-      add_header X-Authentik-Meta-Provider devcontainer-gateway;
-      add_header X-Authentik-Meta-App devcontainer-gateway;
-      add_header X-Authentik-Meta-Version goauthentik.io/outpost/2026.5.0;
-      return 200 "";
-    }}
-  }}
-  server {{
-    listen 127.0.0.1:{upstream};
-    location / {{ return 200 "workspace\\n"; }}
-  }}
-}}
+ROOT = Path(__file__).resolve().parent.parent
+# What a failing variant can raise; it is recorded against that variant and the others go on.
+LOAD_ERRORS = (RuntimeError, OSError, ValueError, KeyError, http.client.HTTPException, subprocess.SubprocessError)
+OWNER, REPO = "octocat", "hello-world"
+HTTP_PATH = f"/github/{OWNER}/{REPO}/index.html"
+WS_PATH = f"/github/{OWNER}/{REPO}/websockify"
+HEADERS = [("Host", "gw.example"), ("Cookie", f"{SESSION_COOKIE}=bench-session")]
+REPO_URL = f"https://github.com/{OWNER}/{REPO}"
+
+# The rewrite a Lua user would write: strip /github/{owner}/{repo}, name the repository.
+LUA_REWRITE = """
+function envoy_on_request(handle)
+  local headers = handle:headers()
+  local owner, repo, rest = string.match(headers:get(":path"), "^/github/([^/]+)/([^/?]+)(.*)$")
+  if owner == nil then
+    return
+  end
+  owner, repo = string.lower(owner), string.lower(repo)
+  if rest == "" or string.sub(rest, 1, 1) == "?" then
+    rest = "/" .. rest
+  end
+  headers:replace(":path", rest)
+  headers:replace("x-github-repo", "https://github.com/" .. owner .. "/" .. repo)
+  headers:replace("x-forwarded-prefix", "/github/" .. owner .. "/" .. repo)
+end
 """
 
-CASES = {
-    "baseline": "/plain/index.html",
-    "pass": "/plain/index.html",
-    "checked": "/github/octocat/hello-world/index.html",
-    "ext_authz": "/plain/index.html",
+LUA = {
+    "name": "envoy.filters.http.lua",
+    "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+        "default_source_code": {"inline_string": LUA_REWRITE},
+    },
 }
+
+# The identity headers the filter copies by default (x-authentik-jwt stays with the outpost).
+IDENTITY_HEADERS = ["x-authentik-username", "x-authentik-groups", "x-authentik-entitlements", "x-authentik-email",
+                    "x-authentik-name", "x-authentik-uid", "x-authentik-meta-jwks", "x-authentik-meta-outpost",
+                    "x-authentik-meta-provider", "x-authentik-meta-app", "x-authentik-meta-version"]
 
 EXT_AUTHZ = {
     "name": "envoy.filters.http.ext_authz",
@@ -84,92 +100,369 @@ EXT_AUTHZ = {
         "http_service": {
             "server_uri": {"uri": "http://outpost", "cluster": "authentik_outpost", "timeout": "2s"},
             "path_prefix": "/outpost.goauthentik.io/auth/envoy",
-            "authorization_response": {"allowed_upstream_headers": {"patterns": [{"prefix": "x-authentik-"}]}},
+            "authorization_response": {
+                "allowed_upstream_headers": {"patterns": [{"exact": h} for h in IDENTITY_HEADERS]},
+            },
         },
+        # Authorization, Host and the path travel by default.
         "allowed_headers": {"patterns": [{"exact": "cookie"}]},
     },
 }
 
 
-def need(tool: str) -> str:
-    path = shutil.which(tool) or (f"/usr/sbin/{tool}" if Path(f"/usr/sbin/{tool}").exists() else None)
-    if not path:
-        raise SystemExit(f"{tool} is missing: apt-get install {'nginx-light' if tool == 'nginx' else tool}")
-    return path
+def plugin_config(**extra) -> dict:
+    """envoy/gateway.yaml's plugin configuration, with `extra` top-level fields."""
+    value = wasm_filter(load_gateway_yaml())["typed_config"]["config"]["configuration"]["value"]
+    return {**json.loads(value), **extra}
 
 
-def routes(bootstrap: dict) -> list:
-    hcm = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    return hcm["route_config"]["virtual_hosts"][0]["routes"]
-
-
-def config(name: str, outpost: int, upstream: int) -> dict:
+def plain(outpost: int, upstream: int, filters: list[dict]) -> dict:
+    """The gateway's Envoy without the wasm filter: `filters`, then one plain route to the workspace."""
     bootstrap = gateway_config(outpost, upstream)
-    routes(bootstrap).insert(1, {"match": {"prefix": "/plain/"}, "route": {"cluster": "workspaces"}})
-    hcm = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    if name in ("baseline", "ext_authz"):
-        hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] != "devcontainer-gateway"]
-    if name == "ext_authz":
-        hcm["http_filters"].insert(0, EXT_AUTHZ)
-    return copy.deepcopy(bootstrap)
+    manager = hcm(bootstrap)
+    router = [f for f in manager["http_filters"] if f["name"] == "envoy.filters.http.router"]
+    manager["http_filters"] = copy.deepcopy(filters) + router
+    manager["route_config"]["virtual_hosts"][0]["routes"] = [{"match": {"prefix": "/"}, "route": {"cluster": "workspaces"}}]
+    return bootstrap
 
 
-def wrk(port: int, path: str, seconds: int, connections: int) -> dict:
-    out = subprocess.run(
-        [need("wrk"), "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
-         "-H", "Host: gw.example", "-H", "Cookie: authentik_proxy_f0b68a08=bench",
-         f"http://127.0.0.1:{port}{path}"],
-        capture_output=True, text=True, timeout=seconds + 60, check=True,
-    ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    latency = {p: re.search(rf"\s{p}%\s+([\d.]+\w+)", out).group(1) for p in ("50", "99")}
-    return {"rps": rps, "p50": latency["50"], "p99": latency["99"], "errors": int(non2xx.group(1)) if non2xx else 0}
+@dataclass
+class Variant:
+    name: str
+    description: str
+    bootstrap: Callable[[int, int], dict]
+    websocket: bool = False
+    # What the workspace must have received (X-Seen-* echoed by nginx): proves equal work.
+    seen_path: str = "/index.html"
+    seen_repo: str = REPO_URL
+    seen_user: str = "alice"
+
+    @property
+    def path(self) -> str:
+        return WS_PATH if self.websocket else HTTP_PATH
+
+    @property
+    def baseline(self) -> str:
+        """The variant this one's added cost is measured against."""
+        return "none-websocket" if self.websocket else "none"
+
+
+VARIANTS = {v.name: v for v in [
+    Variant("none", "no filter, plain route", lambda o, u: plain(o, u, []),
+            seen_path=HTTP_PATH, seen_repo="", seen_user=""),
+    Variant("lua", "Lua path rewrite + X-GitHub-Repo, no auth", lambda o, u: plain(o, u, [LUA]), seen_user=""),
+    Variant("ext_authz", "native ext_authz (same outpost) + Lua rewrite", lambda o, u: plain(o, u, [EXT_AUTHZ, LUA])),
+    Variant("filter-nocache", "the filter, cache off", lambda o, u: gateway_config(o, u, plugin_config(cache={"ttl": "0s"}))),
+    Variant("filter-cached", "the filter, cache on (steady state: hits)",
+            lambda o, u: gateway_config(o, u, plugin_config(cache={"ttl": "30s", "max_entries": 4096}))),
+    Variant("filter-websocket", "the filter, WebSocket handshakes (gateway.yaml config)",
+            lambda o, u: gateway_config(o, u), websocket=True, seen_path="/websockify"),
+    Variant("none-websocket", "no filter, WebSocket handshakes", lambda o, u: plain(o, u, []), websocket=True,
+            seen_path=WS_PATH, seen_repo="", seen_user=""),
+]}
+
+
+@dataclass
+class Running:
+    """A variant's Envoy, started once and measured in every round."""
+
+    variant: Variant
+    envoy: Envoy | None = None
+    pid: int = 0
+    error: str = ""
+    runs: list[dict] = field(default_factory=list)
+    c1_runs: list[dict] = field(default_factory=list)
+
+
+def responses_by_class(envoy: Envoy) -> dict[str, int]:
+    """Envoy's downstream response counters of the public listener, by status class."""
+    stats = envoy.stats("http.public.downstream_rq_")
+    return {c: stats.get(f"http.public.downstream_rq_{c}", 0) for c in ("1xx", "2xx", "3xx", "4xx", "5xx")}
+
+
+def load(run: Running, port: int, seconds: float, connections: int, threads: int) -> dict:
+    if run.variant.websocket:
+        return ws_load(port, run.variant.path, HEADERS, seconds, connections)
+    return wrk(f"http://127.0.0.1:{port}{run.variant.path}", seconds, connections, threads, HEADERS)
+
+
+def measure(run: Running, nginx: Nginx, seconds: float, connections: int, threads: int) -> dict:
+    """One load run with what Envoy spent on it and how often the outpost was asked."""
+    envoy = run.envoy
+    before_classes = responses_by_class(envoy)
+    checks, cpu = nginx.outpost_checks(), cpu_seconds(run.pid)
+    result = load(run, envoy.port, seconds, connections, threads)
+    time.sleep(0.2)  # the last responses' access-log lines and CPU accounting
+    cpu, checks = cpu_seconds(run.pid) - cpu, nginx.outpost_checks() - checks
+    after_classes = responses_by_class(envoy)
+    n = max(result["requests"], 1)
+    result["cpu_us_per_request"] = cpu * 1e6 / n
+    result["outpost_checks_per_request"] = checks / n
+    expected = "1xx" if run.variant.websocket else "2xx"
+    result["unexpected_responses"] = sum(after_classes[c] - before_classes[c] for c in after_classes if c != expected)
+    return result
+
+
+def preflight(run: Running) -> str:
+    """One request as the load sends it: the right status, and the workspace saw the same work."""
+    v, port = run.variant, run.envoy.port
+    if v.websocket:
+        status, headers = upgrade_once(port, v.path, HEADERS)
+        want = 101
+    else:
+        r = run.envoy.get(v.path, HEADERS)
+        status, headers, want = r.status, {n.lower(): val for n, val in r.headers}, 200
+    if status != want:
+        return f"pre-flight: {status} instead of {want}"
+    seen = (headers.get("x-seen-path", ""), headers.get("x-seen-repo", ""), headers.get("x-seen-user", ""))
+    if seen != (v.seen_path, v.seen_repo, v.seen_user):
+        return f"pre-flight: the workspace saw path/repo/user {seen}, expected {(v.seen_path, v.seen_repo, v.seen_user)}"
+    return ""
+
+
+def median(values: list[float]) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def summarize(run: Running) -> dict:
+    out = {"description": run.variant.description, "path": run.variant.path, "websocket": run.variant.websocket}
+    if run.error:
+        out["error"] = run.error
+    if run.runs:
+        for key in ("rps", "p50_us", "p99_us", "cpu_us_per_request", "outpost_checks_per_request"):
+            out[key] = median([r[key] for r in run.runs])
+        out["errors"] = sum(r["status"] + r["socket_errors"] + r["unexpected_responses"] for r in run.runs)
+        out["requests"] = sum(r["requests"] for r in run.runs)
+    if run.c1_runs:
+        out["c1_p50_us"] = median([r["p50_us"] for r in run.c1_runs])
+        out["c1_rps"] = median([r["rps"] for r in run.c1_runs])
+        out["errors"] = out.get("errors", 0) + sum(r["status"] + r["socket_errors"] + r["unexpected_responses"] for r in run.c1_runs)
+    out["rounds"], out["c1_rounds"] = run.runs, run.c1_runs
+    return out
+
+
+def add_ratios(summary: dict) -> None:
+    for name, s in summary.items():
+        base = summary.get(VARIANTS[name].baseline, {})
+        ext = summary.get("ext_authz", {})
+        if s.get("rps") and base.get("rps"):
+            s["vs_none"] = s["rps"] / base["rps"]
+            s["cpu_vs_none"] = s["cpu_us_per_request"] / base["cpu_us_per_request"] if base["cpu_us_per_request"] else None
+        if s.get("rps") and ext.get("rps") and not VARIANTS[name].websocket:
+            s["vs_ext_authz"] = s["rps"] / ext["rps"]
+        if s.get("c1_p50_us") is not None and base.get("c1_p50_us") is not None:
+            s["added_c1_p50_us"] = s["c1_p50_us"] - base["c1_p50_us"]
+
+
+WASM_OPT_FEATURES = ["--enable-bulk-memory", "--enable-sign-ext", "--enable-mutable-globals",
+                     "--enable-nontrapping-float-to-int", "--enable-reference-types", "--enable-multivalue"]
+
+
+def wasm_sizes() -> dict:
+    """The filter's size as built, and after `wasm-opt -Oz` (the features rustc's wasm32 target
+    emits must be enabled, or binaryen refuses the module)."""
+    out: dict = {"path": str(WASM.relative_to(ROOT)), "raw_bytes": WASM.stat().st_size}
+    tool = shutil.which("wasm-opt")
+    if not tool:
+        out["oz_note"] = "wasm-opt missing (apt-get install binaryen)"
+        return out
+    with tempfile.TemporaryDirectory(prefix="dcgw-wasm-opt-") as tmp:
+        target = Path(tmp) / "oz.wasm"
+        run = subprocess.run([tool, "-Oz", *WASM_OPT_FEATURES, str(WASM), "-o", str(target)],
+                             capture_output=True, text=True, timeout=300)
+        if run.returncode == 0:
+            out["oz_bytes"] = target.stat().st_size
+            out["wasm_opt"] = subprocess.run([tool, "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
+        else:
+            out["oz_note"] = f"wasm-opt failed: {run.stderr.strip().splitlines()[-1:]}"
+    return out
+
+
+def rss_phase(run: Running, nginx: Nginx, requests: int, rps_hint: float | None, connections: int, threads: int) -> dict:
+    """VmRSS of a warm Envoy before and after `requests` more requests (wrk runs until done)."""
+    before = rss_kib(run.pid)
+    done, runs, started = 0, 0, time.monotonic()
+    rps = rps_hint or 1000.0
+    while done < requests and runs < 50:
+        # Aim a little short, then top up: "after N requests" without running far past N.
+        seconds = min(120, max(1, math.ceil((requests - done) / rps * 0.9)))
+        result = measure(run, nginx, seconds, connections, threads)
+        if result["status"] or result["socket_errors"] or result["unexpected_responses"]:
+            return {"variant": run.variant.name, "error": f"failed requests during the RSS run: {result}"}
+        done += result["requests"]
+        rps = max(result["rps"], 1.0)
+        runs += 1
+    time.sleep(0.5)
+    after = rss_kib(run.pid)
+    return {"variant": run.variant.name, "requests": done, "seconds": round(time.monotonic() - started, 1),
+            "before_kib": before, "after_kib": after, "drift_kib": after - before}
+
+
+def targets(summary: dict, wasm: dict, rss: dict) -> list[dict]:
+    """The issue's targets as pass/miss/n/a lines."""
+    cached, nocache = summary.get("filter-cached", {}), summary.get("filter-nocache", {})
+
+    def line(name: str, value, limit, ok: Callable[[float], bool], fmt: str = "{:.2f}") -> dict:
+        if value is None:
+            return {"target": name, "result": "n/a", "value": None, "limit": limit}
+        return {"target": name, "result": "pass" if ok(value) else "miss", "value": value, "limit": limit,
+                "shown": fmt.format(value)}
+
+    return [
+        line("cache hit rps >= 0.85x none", cached.get("vs_none"), 0.85, lambda v: v >= 0.85, "{:.2f}x"),
+        line("cache hit CPU/request <= 1.2x none", cached.get("cpu_vs_none"), 1.2, lambda v: v <= 1.2, "{:.2f}x"),
+        line("outpost calls/request on cached <= 0.01", cached.get("outpost_checks_per_request"), 0.01,
+             lambda v: v <= 0.01, "{:.4f}"),
+        line("cache off rps >= 1.0x ext_authz", nocache.get("vs_ext_authz"), 1.0, lambda v: v >= 1.0, "{:.2f}x"),
+        line("cache hit rps >= 2x ext_authz", cached.get("vs_ext_authz"), 2.0, lambda v: v >= 2.0, "{:.2f}x"),
+        line("added p50 at one connection (cached) <= 40 us", cached.get("added_c1_p50_us"), 40,
+             lambda v: v <= 40, "{:.0f} us"),
+        line("wasm <= 200 KB (raw)", wasm.get("raw_bytes"), 200_000, lambda v: v <= 200_000, "{:,} bytes"),
+        line(f"Envoy RSS drift ({rss.get('variant', '-')}) <= 2 MB", rss.get("drift_kib"), RSS_DRIFT_LIMIT_BYTES,
+             lambda v: v * 1024 <= RSS_DRIFT_LIMIT_BYTES, "{:+} KiB"),
+    ]
+
+
+def fmt(value, spec: str, scale: float = 1.0) -> str:
+    return "-" if value is None else format(value * scale, spec)
+
+
+def print_report(summary: dict, wasm: dict, rss: dict, goals: list[dict], settings: dict) -> None:
+    print(f"\nsettings: {settings['rounds']} rounds x {settings['seconds']} s, {settings['connections']} connections "
+          f"({settings['threads']} wrk thread), one connection for {settings['c1_seconds']} s; Envoy --concurrency 1; "
+          f"{os.cpu_count()} CPUs, load {settings['loadavg']}")
+    head = (f"{'variant':17} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'/none':>6} {'/ext_authz':>10} "
+            f"{'CPU us/req':>10} {'checks/req':>10} {'c1 p50 us':>9} {'c1 +p50':>7}")
+    print(head)
+    print("-" * len(head))
+    for name, s in summary.items():
+        if "rps" not in s:
+            print(f"{name:17} FAILED: {s.get('error', 'no result')}")
+            continue
+        print(f"{name:17} {s['rps']:>8.0f} {fmt(s['p50_us'], '.2f', 1e-3):>7} {fmt(s['p99_us'], '.2f', 1e-3):>7} "
+              f"{fmt(s.get('vs_none'), '.2f'):>6} {fmt(s.get('vs_ext_authz'), '.2f'):>10} "
+              f"{fmt(s['cpu_us_per_request'], '.1f'):>10} {fmt(s['outpost_checks_per_request'], '.3f'):>10} "
+              f"{fmt(s.get('c1_p50_us'), '.0f'):>9} {fmt(s.get('added_c1_p50_us'), '+.0f'):>7}"
+              + (f"  errors: {s['errors']}" if s.get("errors") else "") + (f"  STOPPED: {s['error']}" if s.get("error") else ""))
+    print("(websocket rows: handshakes/s, one connection each; /none and c1 +p50 against none-websocket)")
+    oz = f", {wasm['oz_bytes']:,} bytes after wasm-opt -Oz" if "oz_bytes" in wasm else f" ({wasm.get('oz_note', '')})"
+    print(f"wasm: {wasm['raw_bytes']:,} bytes{oz}")
+    if rss.get("error") or rss.get("skipped"):
+        print(f"RSS: {rss.get('error') or 'skipped, ' + rss['skipped']}")
+    elif rss:
+        print(f"RSS ({rss['variant']}): {rss['before_kib']} KiB before, {rss['after_kib']} KiB after "
+              f"{rss['requests']:,} requests: drift {rss['drift_kib']:+} KiB")
+    print("targets:")
+    for g in goals:
+        shown = g.get("shown", "not measured")
+        print(f"  {g['result']:4} {g['target']}: {shown}")
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=int, default=5)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ", ".join(VARIANTS))
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=5, help="per variant and round, at --connections")
+    parser.add_argument("--c1-seconds", type=int, default=None, help="per variant and round, one connection (default: --seconds)")
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of " + ", ".join(CASES))
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads")
+    parser.add_argument("--warmup", type=int, default=1, help="seconds of load per Envoy before the rounds")
+    parser.add_argument("--rss-requests", type=int, default=1_000_000, help="0 skips the RSS phase")
+    parser.add_argument("--rss-variant", default="filter-cached", help="one of --variants (else the phase is skipped)")
+    parser.add_argument("--json", default=str(ROOT / "bench" / "results.json"))
     args = parser.parse_args()
+    names = [n for n in args.variants.split(",") if n]
+    unknown = [n for n in names + [args.rss_variant] if n not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
+    if not WASM.exists():
+        raise SystemExit(f"{WASM} is missing: make build")
+    need("wrk")
+    c1_seconds = args.c1_seconds or args.seconds
+    settings = {"variants": names, "rounds": args.rounds, "seconds": args.seconds, "c1_seconds": c1_seconds,
+                "connections": args.connections, "threads": args.threads, "rss_requests": args.rss_requests,
+                "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg())}
 
-    workdir = Path(tempfile.mkdtemp(prefix="dcgw-bench-"))
-    outpost, upstream = free_port(), free_port()
-    (workdir / "nginx.conf").write_text(NGINX_CONF.format(dir=workdir, outpost=outpost, upstream=upstream))
-    nginx = subprocess.Popen([need("nginx"), "-c", str(workdir / "nginx.conf"), "-p", str(workdir)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    results = {}
-    try:
-        time.sleep(0.5)
-        if nginx.poll() is not None:
-            raise SystemExit((workdir / "error.log").read_text())
-        for name in args.cases.split(","):
-            path = CASES[name]
-            with Envoy(config(name, outpost, upstream), name=name) as envoy:
-                wrk(envoy.port, path, 1, args.connections)  # warm-up: connections, V8 code
-                results[name] = wrk(envoy.port, path, args.seconds, args.connections)
-                if name == "checked":
-                    checks = envoy.stats("wasmcustom.devcontainer_gateway_outpost_checks_total")
-                    results[name]["outpost_checks"] = sum(checks.values())
-    finally:
-        nginx.send_signal(signal.SIGQUIT)
+    runs = {n: Running(VARIANTS[n]) for n in names}
+    rss: dict = {}
+    with Nginx() as nginx:
         try:
-            nginx.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            nginx.kill()
-        shutil.rmtree(workdir, ignore_errors=True)
+            for run in runs.values():
+                start(run, nginx, args)
+            for round_no in range(args.rounds):
+                for run in runs.values():
+                    if run.error:
+                        continue
+                    print(f"round {round_no + 1}/{args.rounds}: {run.variant.name}", file=sys.stderr)
+                    try:
+                        run.runs.append(measure(run, nginx, args.seconds, args.connections, args.threads))
+                        run.c1_runs.append(measure(run, nginx, c1_seconds, 1, 1))
+                    except LOAD_ERRORS as e:
+                        run.error = f"round {round_no + 1}: {type(e).__name__}: {e}"
+            if args.rss_requests > 0:
+                rss = rss_run(runs, nginx, args)
+        finally:
+            for run in runs.values():
+                stop_run(run)
 
-    base = results.get("baseline", next(iter(results.values())))["rps"]
-    print(f"{'config':10} {'req/s':>10} {'vs baseline':>12} {'p50':>9} {'p99':>9} {'non-2xx':>8}")
-    for name, r in results.items():
-        print(f"{name:10} {r['rps']:>10.0f} {r['rps'] / base:>11.2f}x {r['p50']:>9} {r['p99']:>9} {r['errors']:>8}")
-    if "checked" in results:
-        print(f"outpost checks during the checked run (warm-up included): {results['checked']['outpost_checks']}")
-    if any(r["errors"] for r in results.values()):
-        print("some requests failed: the numbers above do not measure the intended path", file=sys.stderr)
+    summary = {n: summarize(r) for n, r in runs.items()}
+    add_ratios(summary)
+    wasm = wasm_sizes()
+    goals = targets(summary, wasm, rss)
+    settings["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print_report(summary, wasm, rss, goals, settings)
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps({"settings": settings, "variants": summary, "wasm": wasm, "rss": rss,
+                                           "targets": goals}, indent=2) + "\n")
+    print(f"JSON: {args.json}")
+    failed = [n for n, s in summary.items() if s.get("error") or s.get("errors")]
+    if failed or rss.get("error"):
+        print(f"failed or with errors: {', '.join(failed) or 'RSS phase'}", file=sys.stderr)
         return 1
     return 0
+
+
+def rss_run(runs: dict[str, Running], nginx: Nginx, args: argparse.Namespace) -> dict:
+    """The RSS phase on the warm Envoy of `--rss-variant`, if that variant is among `--variants`."""
+    target = runs.get(args.rss_variant)
+    if target is None:
+        return {"variant": args.rss_variant, "skipped": f"{args.rss_variant} is not among --variants"}
+    if target.error:
+        return {"variant": args.rss_variant, "error": f"{args.rss_variant} did not run: {target.error}"}
+    print(f"RSS: {args.rss_requests:,} requests on {args.rss_variant}", file=sys.stderr)
+    hint = median([r["rps"] for r in target.runs]) if target.runs else None
+    try:
+        return rss_phase(target, nginx, args.rss_requests, hint, args.connections, args.threads)
+    except LOAD_ERRORS as e:
+        return {"variant": args.rss_variant, "error": f"{type(e).__name__}: {e}"}
+
+
+def start(run: Running, nginx: Nginx, args: argparse.Namespace) -> None:
+    """Starts the variant's Envoy, checks one request and warms it up; failures are recorded, not raised."""
+    try:
+        run.envoy = Envoy(run.variant.bootstrap(nginx.outpost, nginx.upstream), name=run.variant.name)
+        run.envoy.start()
+    except RuntimeError as e:
+        log = run.envoy.log() if run.envoy else ""
+        run.error = f"Envoy did not start: {refusal(log) if log else e}"
+        print(f"{run.variant.name}: {run.error}", file=sys.stderr)
+        return
+    run.pid = process_pid(run.envoy.proc.pid)
+    try:
+        run.error = preflight(run)
+        if not run.error and args.warmup > 0:
+            load(run, run.envoy.port, args.warmup, args.connections, args.threads)
+    except LOAD_ERRORS as e:
+        run.error = f"{type(e).__name__}: {e}"
+    if run.error:
+        print(f"{run.variant.name}: {run.error}", file=sys.stderr)
+
+
+def stop_run(run: Running) -> None:
+    if run.envoy is not None:
+        run.envoy.stop()
+        shutil.rmtree(run.envoy.workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":
