@@ -84,6 +84,25 @@ def shipped_plugin_config() -> dict:
     return json.loads(wasm_filter(load_gateway_yaml())["typed_config"]["config"]["configuration"]["value"])
 
 
+def istio_wasm_config(plugin: dict) -> dict:
+    """The filter's Envoy `Wasm` config as istiod translates a WasmPlugin resource (module from
+    the local build instead of the OCI pull)."""
+    spec, meta = plugin["spec"], plugin["metadata"]
+    return {
+        "name": f"{meta['namespace']}.{meta['name']}~istio-translated-wasmplugin",
+        "root_id": spec["pluginName"],
+        "vm_config": {"runtime": "envoy.wasm.runtime.v8", "code": {"local": {"filename": str(WASM)}}},
+        "configuration": {
+            "@type": "type.googleapis.com/google.protobuf.StringValue",
+            # jsonpb: compact JSON text
+            "value": json.dumps(spec["pluginConfig"], separators=(",", ":")),
+        },
+        # WasmPlugin's failStrategy defaults to FAIL_CLOSE.
+        "failure_policy": {"FAIL_CLOSE": "FAIL_CLOSED", "FAIL_OPEN": "FAIL_OPEN",
+                           "FAIL_RELOAD": "FAIL_RELOAD"}[spec.get("failStrategy", "FAIL_CLOSE")],
+    }
+
+
 def gateway_config(
     outpost_port: int,
     upstream_port: int,

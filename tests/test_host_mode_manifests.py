@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from harness import WASM, Envoy, gateway_config, wasm_filter
+from harness import Envoy, gateway_config, istio_wasm_config, wasm_filter
 from test_istio_shape import merge
 from test_manifests import (
     ISTIO,
@@ -398,17 +398,8 @@ def host_mode_gateway(outpost_port: int, upstream_port: int) -> dict:
     local_gateway = config_value(config, "routing.cluster_template")
     bootstrap = gateway_config(outpost_port, upstream_port, outpost_cluster=config["outpost"]["cluster"],
                                clusters={local_gateway: upstream_port})
-    # The filter as istiod delivers a WasmPlugin (see test_istio_shape.py).
-    wasm_filter(bootstrap)["typed_config"]["config"] = {
-        "name": f"{plugin()['metadata']['namespace']}.{plugin()['metadata']['name']}~istio-translated-wasmplugin",
-        "root_id": spec["pluginName"],
-        "vm_config": {"runtime": "envoy.wasm.runtime.v8", "code": {"local": {"filename": str(WASM)}}},
-        "configuration": {
-            "@type": "type.googleapis.com/google.protobuf.StringValue",
-            "value": json.dumps(config, separators=(",", ":")),
-        },
-        "failure_policy": {"FAIL_CLOSE": "FAIL_CLOSED", "FAIL_RELOAD": "FAIL_RELOAD"}[spec["failStrategy"]],
-    }
+    # The filter as istiod delivers a WasmPlugin.
+    wasm_filter(bootstrap)["typed_config"]["config"] = istio_wasm_config(plugin())
     hcm = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
     hcm["route_config"]["virtual_hosts"] = route_table()
     return bootstrap

@@ -10,7 +10,7 @@ import json
 import pytest
 import yaml
 
-from harness import ROOT, WASM, Envoy, gateway_config, load_gateway_yaml, wasm_filter
+from harness import ROOT, WASM, Envoy, gateway_config, istio_wasm_config, load_gateway_yaml, wasm_filter
 
 ISTIO = ROOT / "istio"
 
@@ -61,19 +61,7 @@ def istio_gateway(outpost_port: int, upstream_port: int) -> dict:
     assert outpost_cluster.startswith("outbound|9000||")
     bootstrap = gateway_config(outpost_port, upstream_port, outpost_cluster=outpost_cluster,
                                clusters={local_gateway: upstream_port})
-    wasm = wasm_filter(bootstrap)
-    namespace = plugin["metadata"]["namespace"]
-    wasm["typed_config"]["config"] = {
-        "name": f"{namespace}.{plugin['metadata']['name']}~istio-translated-wasmplugin",
-        "root_id": spec["pluginName"],
-        "vm_config": {"runtime": "envoy.wasm.runtime.v8", "code": {"local": {"filename": str(WASM)}}},
-        "configuration": {
-            "@type": "type.googleapis.com/google.protobuf.StringValue",
-            # jsonpb: compact JSON text
-            "value": json.dumps(config, separators=(",", ":")),
-        },
-        "failure_policy": {"FAIL_CLOSE": "FAIL_CLOSED", "FAIL_RELOAD": "FAIL_RELOAD"}[spec.get("failStrategy", "FAIL_RELOAD")],
-    }
+    wasm_filter(bootstrap)["typed_config"]["config"] = istio_wasm_config(plugin)
     # The workspace route as the VirtualService generates it (to the local gateway), patched.
     hcm = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
     routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
