@@ -288,10 +288,12 @@ fn next(config: &Config, headers: &Headers) -> Next {
         first(headers, "sec-fetch-mode"),
         first(headers, "upgrade"),
     );
+    // Joined once: the check sends it, the workspace gets it scrubbed.
+    let joined = cookie(headers);
     let route = |workspace| {
         After::Route(Box::new(Route {
             workspace,
-            cookie: cookie(headers),
+            cookie: joined.clone(),
             credentials: CREDENTIALS
                 .into_iter()
                 .filter(|name| first(headers, name).is_some())
@@ -364,7 +366,7 @@ fn next(config: &Config, headers: &Headers) -> Next {
     }
     let (Ok(host), Ok(cookie), Ok(authorization)) = (
         std::str::from_utf8(authority),
-        cookie(headers).map(String::from_utf8).transpose(),
+        joined.map(String::from_utf8).transpose(),
         first(headers, "authorization")
             .map(std::str::from_utf8)
             .transpose(),
