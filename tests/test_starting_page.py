@@ -144,8 +144,15 @@ def test_concurrent_navigations_wake_the_workspace_once_then_land_in_it(starting
     assert changed["cold_starts_total"] == 1
     wait_until(lambda: starting.histogram_count("devcontainer_gateway_cold_start_wait_ms") > waits_before,
                WAIT, "the cold start's wait in devcontainer_gateway_cold_start_wait_ms")
-    lines = [line for line in starting.access_log() if line["repo"] == "github/acme/cold-many"]
-    assert [line["outcome"] for line in lines] == ["starting"] * pages + ["allowed"]
+    expected = ["starting"] * pages + ["allowed"]
+
+    def logged():
+        lines = [line for line in starting.access_log() if line["repo"] == "github/acme/cold-many"]
+        return lines if len(lines) >= len(expected) else None
+
+    # Envoy writes its log file in batches (every 50 ms here): wait for the last line.
+    lines = wait_until(logged, WAIT, "the access lines of every decision")
+    assert [line["outcome"] for line in lines] == expected
     assert all(line["user"] == "alice" for line in lines)
 
 
