@@ -815,6 +815,7 @@ def test_workspace_container():
     assert container["ports"] == [{"name": "http1", "containerPort": 5800}]
     env = {e["name"]: e for e in container["env"]}
     assert env["GITHUB_REPO_URL"] == {"name": "GITHUB_REPO_URL", "value": "https://github.com/octocat/hello-world"}
+    assert env["REPO_URL"] == {"name": "REPO_URL", "value": "https://github.com/octocat/hello-world"}
     assert env["IDE"]["value"] == "vscode"
     secret = one("knative/secrets.example.yaml", "Secret")
     for key in ("GITHUB_TOKEN", "VNC_PASSWORD"):
