@@ -168,10 +168,13 @@ fn cookie(headers: &Headers) -> Option<Vec<u8>> {
     (!parts.is_empty()).then(|| parts.join(&b"; "[..]))
 }
 
-fn has_signature(query: Option<&str>, signatures: &[&str]) -> bool {
-    query.is_some_and(|q| {
+/// Whether the query carries a callback or logout signature of the outpost.
+fn is_signed(path: &str) -> bool {
+    route::split_query(path).1.is_some_and(|q| {
         form_urlencoded::parse(q.as_bytes()).any(|(key, value)| {
-            signatures.iter().any(|s| key.eq_ignore_ascii_case(s))
+            OUTPOST_SIGNATURES
+                .iter()
+                .any(|s| key.eq_ignore_ascii_case(s))
                 && value.eq_ignore_ascii_case("true")
         })
     })
@@ -194,8 +197,12 @@ pub fn not_found(client: &Client) -> LocalReply {
 
 pub fn on_request_headers(config: &Config, headers: &Headers) -> Decision {
     let strip = headers::spoofed(config, headers.iter().map(|(n, _)| n.as_str()));
-    let next = next(config, headers);
-    let forget = logout_key(config, headers);
+    // The query is parsed once: both the routing and the cache need to know.
+    let signed = first(headers, ":path")
+        .and_then(|p| std::str::from_utf8(p).ok())
+        .is_some_and(is_signed);
+    let next = next(config, headers, signed);
+    let forget = logout_key(config, headers, signed);
     Decision {
         strip,
         next,
@@ -205,15 +212,14 @@ pub fn on_request_headers(config: &Config, headers: &Headers) -> Decision {
 
 /// For a logout (the outpost's sign-out page, or the logout signature on any path), the cache
 /// key of the credentials it ends.
-fn logout_key(config: &Config, headers: &Headers) -> Option<cache::Key> {
+fn logout_key(config: &Config, headers: &Headers, signed: bool) -> Option<cache::Key> {
     if config.cache.ttl.is_zero() {
         return None;
     }
     let path = std::str::from_utf8(first(headers, ":path")?).ok()?;
-    let (bare, query) = route::split_query(path);
     // A login callback can change who the session is (authentik keeps the session id), so it
     // ends the cached answer as a logout does.
-    let ends_session = bare.starts_with(SIGN_OUT_PATH) || has_signature(query, &OUTPOST_SIGNATURES);
+    let ends_session = path.starts_with(SIGN_OUT_PATH) || signed;
     if !ends_session {
         return None;
     }
@@ -269,7 +275,7 @@ fn repo_of_service(service: &str) -> Option<RepoId> {
     (knative_service_name(&id) == service).then_some(id)
 }
 
-fn next(config: &Config, headers: &Headers) -> Next {
+fn next(config: &Config, headers: &Headers, signed: bool) -> Next {
     let client = client(headers);
     let bad = |reason: &str| Next::Answer(reply::refuse(400, reason, &client));
     let raw_path = first(headers, ":path").unwrap_or_default();
@@ -319,7 +325,6 @@ fn next(config: &Config, headers: &Headers) -> Next {
                 }
             }
             let repo = repo_of_service(&service);
-            let signed = has_signature(route::split_query(path).1, &OUTPOST_SIGNATURES);
             (
                 route(Place::Host {
                     service,
@@ -339,7 +344,7 @@ fn next(config: &Config, headers: &Headers) -> Next {
                 })
             }
             Ok(Target::Elsewhere) => {
-                if !has_signature(route::split_query(path).1, &OUTPOST_SIGNATURES) {
+                if !signed {
                     return Next::Continue;
                 }
                 // The outpost would answer a 301 that leaks its check path for these.
@@ -352,7 +357,6 @@ fn next(config: &Config, headers: &Headers) -> Next {
                 if let Some(location) = host_redirect(config, headers, path) {
                     return Next::Answer(reply::redirect(302, &location));
                 }
-                let signed = has_signature(route::split_query(path).1, &OUTPOST_SIGNATURES);
                 (route(Place::Path(repo)), !signed)
             }
         },

@@ -79,6 +79,17 @@ def attrs(set_cookie: str) -> dict:
 
 # ---------------------------------------------------------------------------
 
+
+def assert_modes_refused(op, *modes: str) -> None:
+    """The fake outpost refuses mode strings it does not know, instead of behaving normally."""
+    for bad in modes:
+        try:
+            op.mode = bad
+        except ValueError:
+            pass
+        else:
+            raise AssertionError(f"mode {bad!r} accepted")
+
 def t_ping(op, up):
     r = request(op.port, "GET", "/outpost.goauthentik.io/ping", {"Host": "whatever.example"})
     assert r.status == 204 and r.body == b"", r.status
@@ -339,13 +350,7 @@ def t_failure_modes(op, up):
         assert request(op.port, "GET", "/outpost.goauthentik.io/ping").status == 204  # modes touch only the check
     finally:
         op.mode = "normal"
-    for bad in ("slow", "status:abc", "headers:[1]", "explode", "close:1"):
-        try:
-            op.mode = bad
-        except ValueError:
-            pass
-        else:
-            raise AssertionError(f"mode {bad!r} accepted")
+    assert_modes_refused(op, "slow", "status:abc", "headers:[1]", "explode", "close:1")
     assert op.mode == "normal"
     # A slow check must not hold up stop().
     op2 = FakeOutpost().start()
@@ -390,13 +395,7 @@ def t_fault_modes(op, up):
     finally:
         op.mode = "normal"
         op.clear()
-    for bad in ("truncated", "truncated:x", "bigheader:0", "bigheader:x"):
-        try:
-            op.mode = bad
-        except ValueError:
-            pass
-        else:
-            raise AssertionError(f"mode {bad!r} accepted")
+    assert_modes_refused(op, "truncated", "truncated:x", "bigheader:0", "bigheader:x")
     # Down: connections refused; back on the same port with the same sessions.
     with FakeOutpost() as op2:
         port, cookie = op2.port, {"Cookie": op2.session_cookie_header("alice")}
