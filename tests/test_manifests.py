@@ -52,8 +52,9 @@ EXPECTED_FILES = {
 
 HOST = "devcontainer.example.com"
 GATEWAY_SELECTOR = {"istio": "ingressgateway"}
-# The istio ingress gateway Service maps 443 -> 8443 and 80 -> 8080; listeners use the target port.
-HTTPS_LISTENER_PORT = 8443
+# The ingress gateway Service maps 443 -> 8443 when installed by istioctl, 443 -> 443 from the Helm
+# chart istio/gateway; listeners use the target port (tests/istiod.py, GATEWAY_SERVICES).
+HTTPS_LISTENER_PORTS = (8443, 443)
 WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
 STRING_VALUE_TYPE = "type.googleapis.com/google.protobuf.StringValue"
 LOCAL_GATEWAY = "knative-local-gateway.istio-system.svc.cluster.local"
@@ -630,8 +631,9 @@ def test_wasmplugin_is_fail_closed_on_the_public_listener_only():
     assert spec["selector"] == {"matchLabels": GATEWAY_SELECTOR}
     assert "targetRef" not in spec and "targetRefs" not in spec
     assert spec.get("type", "HTTP") == "HTTP"
-    # Only the HTTPS listener: not knative-local-gateway's 8081 on the same pods.
-    assert spec["match"] == [{"mode": "CLIENT", "ports": [{"number": HTTPS_LISTENER_PORT}]}]
+    # Only the HTTPS listener of either install shape: not knative-local-gateway's 8081 on the same
+    # pods (tests/test_istio_ports.py follows it through istiod's matching).
+    assert spec["match"] == [{"mode": "CLIENT", "ports": [{"number": p}]} for p in HTTPS_LISTENER_PORTS]
 
 
 def test_plugin_config_uses_only_the_reference():
@@ -659,9 +661,10 @@ def test_envoyfilter_form_equals_the_wasmplugin():
     spec = plugin()["spec"]
     ef = one("envoyfilter-wasm.yaml", "EnvoyFilter")
     assert ef["spec"]["workloadSelector"] == {"labels": GATEWAY_SELECTOR}
-    patches = {p["applyTo"]: p for p in ef["spec"]["configPatches"]}
-    assert sorted(patches) == ["EXTENSION_CONFIG", "HTTP_FILTER"] and len(ef["spec"]["configPatches"]) == 2
-    extension = patches["EXTENSION_CONFIG"]["patch"]
+    [extension_patch] = [p for p in ef["spec"]["configPatches"] if p["applyTo"] == "EXTENSION_CONFIG"]
+    inserts = [p for p in ef["spec"]["configPatches"] if p["applyTo"] == "HTTP_FILTER"]
+    assert len(ef["spec"]["configPatches"]) == 1 + len(inserts)
+    extension = extension_patch["patch"]
     assert extension["operation"] == "ADD"
     typed = extension["value"]["typed_config"]
     assert typed["@type"] == WASM_TYPE
@@ -672,16 +675,17 @@ def test_envoyfilter_form_equals_the_wasmplugin():
     assert config["root_id"] == spec["pluginName"]
     assert config["vm_config"]["runtime"] == "envoy.wasm.runtime.v8"
     assert config["vm_config"]["code"] == {"local": {"filename": "/var/local/wasm/devcontainer_gateway.wasm"}}
-    insert = patches["HTTP_FILTER"]
-    assert insert["match"]["context"] == "GATEWAY"
-    assert insert["match"]["listener"]["portNumber"] == HTTPS_LISTENER_PORT
-    assert insert["patch"]["value"]["name"] == extension["value"]["name"]
-    discovery = insert["patch"]["value"]["config_discovery"]
-    assert discovery["type_urls"] == [WASM_TYPE]
-    assert "ads" in discovery["config_source"]
-    # Anchored on the router, which every HTTP chain has: the insert cannot silently miss.
-    assert insert["patch"]["operation"] == "INSERT_BEFORE"
-    assert insert["match"]["listener"]["filterChain"]["filter"]["subFilter"] == {"name": "envoy.filters.http.router"}
+    # One insert per install shape's HTTPS listener port.
+    assert [i["match"]["listener"]["portNumber"] for i in inserts] == list(HTTPS_LISTENER_PORTS)
+    for insert in inserts:
+        assert insert["match"]["context"] == "GATEWAY"
+        assert insert["patch"]["value"]["name"] == extension["value"]["name"]
+        discovery = insert["patch"]["value"]["config_discovery"]
+        assert discovery["type_urls"] == [WASM_TYPE]
+        assert "ads" in discovery["config_source"]
+        # Anchored on the router, which every HTTP chain has: the insert cannot silently miss.
+        assert insert["patch"]["operation"] == "INSERT_BEFORE"
+        assert insert["match"]["listener"]["filterChain"]["filter"]["subFilter"] == {"name": "envoy.filters.http.router"}
 
 
 # --------------------------------------------------------------------------------------------------
