@@ -11,7 +11,7 @@ IDLE      ?= 60
 VERSION   := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
 .PHONY: build test lint unit unit-wasm integration venv run image cli bench soak build-opt fuzz clean \
-  test-matrix test-envoy-oldest
+  test-matrix test-envoy-oldest release
 
 build: $(WASM)
 
@@ -117,6 +117,13 @@ cli:
 # OCI image for Istio's WasmPlugin (`url: oci://…`): target/oci/devcontainer-gateway[-TAG.tar].
 image: build
 	$(PYTHON) tools/oci_image.py --tag $(VERSION)
+
+# Everything to install, in one folder (reproducible): the OCI image (layout and archive), the
+# module, the Kustomize install pinned to the image's manifest digest, each overlay rendered, a
+# CycloneDX SBOM of the crates in the module, SHA256SUMS. Needs kubectl (Kustomize 5).
+RELEASE_DIR ?= target/release-bundle/devcontainer-gateway-$(VERSION)
+release: build venv
+	$(PY) tools/release.py --version $(VERSION) --out $(RELEASE_DIR)
 
 clean:
 	$(CARGO) clean
