@@ -135,3 +135,25 @@ def test_schema_folders_name_their_source():
         assert f"`{folder.name}/`" in readme and tag in readme
         for f in folder.glob("*.json"):
             assert f"tag {tag} (commit " in json.loads(f.read_text())["$comment"], f
+
+
+def test_readme_version_table_matches_the_installs_and_the_matrix():
+    """The table a mesh admin follows names, per Istio release, the overlay tested here and the Envoy
+    it carries (Istio 1.x: Envoy 1.(x+8)); the Envoys make test-matrix runs appear in it."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("### Versions and install shapes", 1)[1].split("\n### ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 6 and cells[0].startswith("1."):
+            rows[cells[0]] = cells
+    assert sorted(rows) == sorted({r.split("-")[0] for r in RELEASES})
+    for release, (overlay, _) in RELEASES.items():
+        istio_minor = release.split("-")[0]
+        cells = rows[istio_minor]
+        assert f"`overlays/{overlay}`" in cells[2], (release, cells[2])
+        assert cells[1] == f"1.{int(istio_minor.split('.')[1]) + 8}", cells
+    makefile = (ROOT / "Makefile").read_text()
+    matrix = makefile.split("ENVOY_MATRIX ?=", 1)[1].splitlines()[0].split()
+    for version in matrix:
+        assert version in section, version
