@@ -23,6 +23,7 @@ pub mod cache;
 pub mod config;
 pub mod headers;
 pub mod names;
+pub mod outpost_pages;
 pub mod policy;
 pub mod render;
 pub mod reply;
