@@ -25,6 +25,7 @@ pub mod headers;
 pub mod names;
 pub mod outpost_pages;
 pub mod policy;
+pub mod provision;
 pub mod render;
 pub mod reply;
 pub mod request;
