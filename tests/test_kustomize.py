@@ -77,9 +77,17 @@ def test_every_rendered_plugin_configuration_is_accepted_by_the_filter(target, c
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def base_resources() -> list[str]:
+    return yaml.safe_load((ISTIO / "kustomization.yaml").read_text())["resources"]
+
+
 def test_base_with_the_default_settings_is_the_plain_files():
     """settings.env holds the values the files carry: without Kustomize they are the same install."""
-    assert keyed(render(ISTIO)) == keyed(plain("gateway.yaml", "route-patch.yaml", "wasmplugin.yaml"))
+    files = [r for r in base_resources() if (ISTIO / r).is_file()]
+    assert {"gateway.yaml", "route-patch.yaml", "wasmplugin.yaml"} <= set(files)
+    folders = [r for r in base_resources() if (ISTIO / r).is_dir()]
+    expected = plain(*files) + [o for f in folders for o in render(ISTIO / f)]
+    assert keyed(render(ISTIO)) == keyed(expected)
 
 
 def test_path_overlay_is_the_base():
@@ -87,8 +95,8 @@ def test_path_overlay_is_the_base():
 
 
 def test_host_overlay_is_path_mode_plus_the_host_mode_files():
-    expected = plain("gateway.yaml", "route-patch.yaml", "host-mode/gateway.yaml", "host-mode/route-patch.yaml",
-                     "host-mode/wasmplugin.yaml")
+    base = [o for o in render(ISTIO) if o["kind"] != "WasmPlugin"]
+    expected = base + plain("host-mode/gateway.yaml", "host-mode/route-patch.yaml", "host-mode/wasmplugin.yaml")
     assert keyed(render(ISTIO.parent / "overlays" / "host")) == keyed(expected)
 
 
@@ -144,6 +152,9 @@ CUSTOM = {
     "workspace-domain": "ws.corp.test",
 }
 CUSTOM_SERVICE = {9443: 19443, 80: 8080}
+# What lives beside the gateway pods, in gateway-namespace.
+GATEWAY_SIDE = ("Gateway", "VirtualService", "EnvoyFilter", "WasmPlugin", "TrafficExtension", "ServiceEntry",
+                "DestinationRule")
 # Values that are no setting: net-istio's local gateway and its namespace.
 NOT_SETTINGS = ("knative-local-gateway.istio-system.svc.cluster.local",)
 
@@ -164,7 +175,8 @@ def test_every_default_value_is_replaced(components):
         if value and not value.isdigit():
             assert value not in text, f"{key}={value} is still in the rendered install"
     for o in objects:
-        assert o["metadata"]["namespace"] == CUSTOM["gateway-namespace"], o["metadata"]
+        if o["kind"] in GATEWAY_SIDE:
+            assert o["metadata"]["namespace"] == CUSTOM["gateway-namespace"], o["metadata"]
     extension = the_filter(objects)
     config = plugin_config(extension)
     wasm = extension["spec"]["wasm"] if extension["kind"] == "TrafficExtension" else extension["spec"]
@@ -215,6 +227,7 @@ def test_helm_gateway_overlay_names_the_helm_listener():
 
 def test_a_setting_changed_by_hand_in_a_file_is_caught():
     """The defaults of settings.env and the files must agree; the check above would fail."""
-    changed = copy.deepcopy(plain("wasmplugin.yaml"))
-    changed[0]["spec"]["pluginConfig"]["routing"]["namespace"] = "elsewhere"
-    assert keyed(render(ISTIO)) != keyed(plain("gateway.yaml", "route-patch.yaml") + changed)
+    changed = copy.deepcopy(plain(*[r for r in base_resources() if (ISTIO / r).is_file()]))
+    [plugin] = [o for o in changed if o["kind"] == "WasmPlugin"]
+    plugin["spec"]["pluginConfig"]["routing"]["namespace"] = "elsewhere"
+    assert keyed(render(ISTIO)) != keyed(changed)
