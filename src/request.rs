@@ -391,6 +391,7 @@ fn next(config: &Config, headers: &Headers, signed: bool) -> Next {
         &config.outpost,
         host,
         path,
+        first(headers, ":scheme") != Some(b"http"),
         cookie.as_deref(),
         authorization,
     );
