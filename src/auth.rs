@@ -24,7 +24,8 @@ impl OutpostResponse {
             .map(|(_, v)| v.as_slice())
     }
 
-    fn status(&self) -> Option<u32> {
+    /// The status, when it is a number of three digits.
+    pub fn status(&self) -> Option<u32> {
         let status = std::str::from_utf8(self.first(":status")?).ok()?;
         status.parse().ok().filter(|s| (100..=599).contains(s))
     }
@@ -314,10 +315,7 @@ mod tests {
         assert_eq!(headers, expected);
         let bare = check_headers(&outpost, "gw.example", "/", false, None, None);
         assert_eq!(bare.len(), 3);
-        assert!(bare.contains(&(
-            ":path".into(),
-            "/outpost.goauthentik.io/auth/envoy/".into()
-        )));
+        assert!(bare.contains(&(":path".into(), "/outpost.goauthentik.io/auth/envoy/".into())));
     }
 
     #[test]
@@ -335,10 +333,7 @@ mod tests {
             (get(":path"), get("x-forwarded-proto"))
         };
         let prefix = "/outpost.goauthentik.io/auth/envoy";
-        assert_eq!(
-            path("/", true),
-            (Some(prefix.into()), Some("https".into()))
-        );
+        assert_eq!(path("/", true), (Some(prefix.into()), Some("https".into())));
         assert_eq!(
             path("/?a=1", false),
             (Some(format!("{prefix}?a=1")), Some("http".into()))

@@ -1070,7 +1070,9 @@ mod tests {
              from the check's Host, not from X-Forwarded-Host, so every login would end on \"ak:9000\""
         ));
         // Absent (or null) authority is what the Rust outpost needs.
-        assert!(parse(br#"{"outpost":{"cluster":"c","generation":"rust","authority":null}}"#).is_ok());
+        assert!(
+            parse(br#"{"outpost":{"cluster":"c","generation":"rust","authority":null}}"#).is_ok()
+        );
         for bad in [r#""Rust""#, r#""2026.8""#, "1"] {
             let message = refused(&format!(
                 r#"{{"outpost":{{"cluster":"c","generation":{bad}}}}}"#
