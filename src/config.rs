@@ -81,12 +81,22 @@ pub struct Credentials {
 }
 
 impl Credentials {
+    /// Whether a cookie of this name is authentik's. The `__Host-` and `__Secure-` prefixes are
+    /// looked through (any case, as browsers compare them): they change where a cookie may be
+    /// set, not whose it is.
     pub fn is_session_cookie(&self, name: &[u8]) -> bool {
-        let name = name.to_ascii_lowercase();
+        let bare = strip_prefix_ignore_case(name, b"__host-")
+            .or_else(|| strip_prefix_ignore_case(name, b"__secure-"))
+            .unwrap_or(name);
         self.cookie_prefixes
             .iter()
-            .any(|prefix| name.starts_with(prefix.as_bytes()))
+            .any(|prefix| strip_prefix_ignore_case(bare, prefix.as_bytes()).is_some())
     }
+}
+
+fn strip_prefix_ignore_case<'a>(text: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    let (head, rest) = text.split_at_checked(prefix.len())?;
+    head.eq_ignore_ascii_case(prefix).then_some(rest)
 }
 
 /// The decision cache: allowed outcomes only, shared by every worker.

@@ -240,7 +240,7 @@ impl RootContext for Root {
             request_id: None,
             original: Vec::new(),
             strip: Vec::new(),
-            forget: None,
+            forget: Vec::new(),
         }))
     }
 
@@ -293,9 +293,9 @@ struct Filter {
     /// the check runs: the allowed request is handed back in one call.
     original: Vec<(String, Vec<u8>)>,
     strip: Vec<String>,
-    /// A logout or login callback: its session's cache slot is emptied when it arrives and again
-    /// when its answer does, so a check that raced with it cannot outlive it.
-    forget: Option<cache::Key>,
+    /// A logout or login callback: the cache slots of its sessions are emptied when it arrives
+    /// and again when its answer does, so a check that raced with it cannot outlive it.
+    forget: Vec<cache::Key>,
 }
 
 /// How a decision came about, for the access log.
@@ -481,9 +481,9 @@ impl Filter {
         });
     }
 
-    /// Empties the cache slot of a logout's (or callback's) session.
+    /// Empties the cache slots of a logout's (or callback's) sessions.
     fn forget_session(&self, config: &Config) {
-        if let Some(key) = &self.forget {
+        for key in &self.forget {
             let slot = cache::slot(key, config.cache.max_entries);
             let _ = self.set_shared_data(&slot, Some(&cache::tombstone()), None);
         }
@@ -736,8 +736,8 @@ impl HttpContext for Filter {
             self.send_page(request::not_found(&client));
             return Action::Pause;
         }
+        let headers = self.get_http_response_headers_bytes();
         if let Some(ws) = &workspace {
-            let headers = self.get_http_response_headers_bytes();
             let status = headers
                 .iter()
                 .find(|(n, _)| n == ":status")
@@ -771,22 +771,30 @@ impl HttpContext for Filter {
                 return Action::Pause;
             }
             self.mark_warm(&config, &ws.service);
-            let fix = headers::fix_response(&config.credentials, &headers);
-            if fix.dropped > 0 {
-                self.metrics
-                    .add(Counter::WorkspaceHeadersDropped, fix.dropped);
-                log::warn!(
-                    "devcontainer-gateway: dropped {} response header(s) of workspace {:?}: {:?}",
-                    fix.dropped,
-                    ws.service,
-                    fix.remove
-                );
-                for name in &fix.remove {
-                    self.set_http_response_header(name, None);
-                }
-                for cookie in &fix.keep_cookies {
-                    self.add_http_response_header_bytes("set-cookie", cookie);
-                }
+        }
+        let responder = match &workspace {
+            Some(_) => headers::Responder::Workspace {
+                own_origin: config.routing.workspace_domain.is_some(),
+            },
+            None => headers::Responder::RouteTable,
+        };
+        let fix = headers::fix_response(&config.credentials, responder, &headers);
+        if fix.dropped > 0 {
+            self.metrics
+                .add(Counter::WorkspaceHeadersDropped, fix.dropped);
+            log::warn!(
+                "devcontainer-gateway: dropped {} response header(s) from {}: {:?}",
+                fix.dropped,
+                workspace
+                    .as_ref()
+                    .map_or("the route table's upstream", |ws| ws.service.as_str()),
+                fix.remove
+            );
+            for name in &fix.remove {
+                self.set_http_response_header(name, None);
+            }
+            for (name, value) in &fix.add {
+                self.add_http_response_header_bytes(name, value);
             }
         }
         for cookie in &set_cookies {

@@ -24,6 +24,7 @@ pub mod config;
 pub mod headers;
 pub mod login_retry;
 pub mod names;
+pub mod outpost_pages;
 pub mod policy;
 pub mod render;
 pub mod reply;

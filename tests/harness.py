@@ -27,6 +27,24 @@ WASM = ROOT / "target" / "wasm32-wasip1" / "release" / "devcontainer_gateway.was
 GATEWAY_YAML = ROOT / "envoy" / "gateway.yaml"
 ARTIFACTS = ROOT / "tests" / "artifacts"
 
+# The outpost's addresses a route table may send to the outpost: the pages a browser needs. Its
+# check endpoints answer a session cookie with the identity and access token as response headers.
+OUTPOST_PAGES_REGEX = "/outpost[.]goauthentik[.]io/(start|callback|sign_out|static/.+)"
+OUTPOST_PAGES = ["/outpost.goauthentik.io/start", "/outpost.goauthentik.io/callback",
+                 "/outpost.goauthentik.io/sign_out", "/outpost.goauthentik.io/static/dist/x.css"]
+OUTPOST_CHECKS = ["/outpost.goauthentik.io/auth/envoy", "/outpost.goauthentik.io/auth/envoy/github/o/r/",
+                  "/outpost.goauthentik.io/auth/nginx", "/outpost.goauthentik.io/auth/traefik",
+                  "/outpost.goauthentik.io/auth/caddy", "/outpost.goauthentik.io/ping",
+                  "/outpost.goauthentik.io/", "/outpost.goauthentik.io/static/", "/outpost.goauthentik.io/start/x"]
+
+
+def assert_outpost_pages_only(regex: str) -> None:
+    """A route's path regex (RE2, matched whole, as Envoy and Istio do) admits the outpost's
+    browser pages and none of its check endpoints."""
+    assert regex == OUTPOST_PAGES_REGEX
+    assert all(re.fullmatch(regex, p) for p in OUTPOST_PAGES), regex
+    assert not any(re.fullmatch(regex, p) for p in OUTPOST_CHECKS), regex
+
 
 def envoy_command() -> list[str]:
     """ENVOY_BIN wins; then the project virtualenv; then func-e where installed."""
