@@ -10,6 +10,7 @@ COLD_START ?= 3
 # authentik's outpost for `make run`: go (up to 2026.6) or rust (2026.8 and later).
 OUTPOST_GENERATION ?= go
 IDLE      ?= 60
+CREATE    ?= 3
 VERSION   := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
 .PHONY: build test lint unit unit-wasm integration venv run image cli bench soak build-opt fuzz clean
@@ -45,9 +46,11 @@ integration: build venv
 
 test: lint unit unit-wasm integration
 
-# The whole flow on http://127.0.0.1:$(PORT): Envoy + filter, development outpost, cold workspaces.
-run: build venv
-	$(PY) tests/devstack.py --port $(PORT) --cold-start $(COLD_START) --idle $(IDLE) --generation $(OUTPOST_GENERATION)
+# The whole flow on http://127.0.0.1:$(PORT): Envoy + filter, development outpost, a development
+# provisioner that creates each repository's workspace on its first visit, cold workspaces.
+run: build venv cli
+	$(PY) tests/devstack.py --port $(PORT) --cold-start $(COLD_START) --idle $(IDLE) --create $(CREATE) \
+	  --generation $(OUTPOST_GENERATION)
 
 # Throughput, latency, CPU and memory against baselines of the same run; needs nginx and wrk
 # (apt-get install nginx-light wrk; binaryen for the wasm-opt size). See bench/README.md.

@@ -26,6 +26,7 @@ pub mod login_retry;
 pub mod names;
 pub mod outpost_pages;
 pub mod policy;
+pub mod provision;
 pub mod render;
 pub mod reply;
 pub mod request;

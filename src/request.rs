@@ -11,6 +11,7 @@ use crate::names::{
 };
 use crate::outpost_pages::{self, Access};
 use crate::policy::Effect;
+use crate::provision::Ensure;
 use crate::reply::{self, Client, LocalReply};
 use crate::route::{self, RepoPath, Target};
 use crate::starting;
@@ -153,6 +154,9 @@ pub struct Workspace {
     /// The call that wakes the workspace: the cluster and the request headers.
     pub cluster: String,
     pub wake: Vec<(String, String)>,
+    /// What the provisioner is asked to ensure, when one is configured and the repository is
+    /// known (per-repo and per-user workspaces).
+    pub ensure: Option<Ensure>,
 }
 
 fn first<'h>(headers: &'h Headers, name: &str) -> Option<&'h [u8]> {
@@ -681,6 +685,20 @@ fn routing_edits(config: &Config, route: &Route, identity: Identity) -> (Vec<Edi
             },
         );
     }
+    let ensure = match (&config.provisioner, &routing.mode, repo) {
+        (Some(_), Mode::PerRepo | Mode::PerUser, Some(id)) => Some(Ensure {
+            forge: id.forge().segment(),
+            repository: format!("{}/{}", id.owner(), id.repo()),
+            user: identity.username.clone(),
+            groups: identity
+                .groups
+                .split('|')
+                .filter(|g| !g.is_empty())
+                .map(str::to_string)
+                .collect(),
+        }),
+        _ => None,
+    };
     let workspace = Workspace {
         repo: route.workspace.display(),
         service,
@@ -688,6 +706,7 @@ fn routing_edits(config: &Config, route: &Route, identity: Identity) -> (Vec<Edi
         navigation: route.navigation,
         cluster,
         wake,
+        ensure,
     };
     (edits, workspace)
 }

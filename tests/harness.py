@@ -145,6 +145,23 @@ def gateway_config(
     return bootstrap
 
 
+PROVISIONER_TOKEN_ENV = "DEVCONTAINER_PROVISIONER_TOKEN"
+
+
+def with_provisioner(bootstrap: dict, port: int, **section) -> dict:
+    """The gateway config with the provisioner's cluster, its section in the plugin configuration
+    (token from the VM's environment, as in Istio) and the VM's access to that variable."""
+    bootstrap["static_resources"]["clusters"].append(static_cluster("devcontainer_provisioner", port))
+    config = wasm_filter(bootstrap)["typed_config"]["config"]
+    config["vm_config"]["environment_variables"] = {"host_env_keys": [PROVISIONER_TOKEN_ENV]}
+    plugin = json.loads(config["configuration"]["value"])
+    plugin["provisioner"] = {"cluster": "devcontainer_provisioner",
+                             "authority": "devcontainer-provisioner.devcontainer-system.svc.cluster.local",
+                             "token_env": PROVISIONER_TOKEN_ENV, **section}
+    config["configuration"]["value"] = json.dumps(plugin)
+    return bootstrap
+
+
 def _cgi(name: str) -> str:
     return name.lower().replace("_", "-")
 
@@ -186,6 +203,8 @@ class Envoy:
     proc: subprocess.Popen | None = None
     # More command-line options, e.g. ["--file-flush-interval-msec", "50"] to read the log live.
     extra_args: list[str] = field(default_factory=list)
+    # More environment variables for the Envoy process (the VM sees those in host_env_keys).
+    env: dict[str, str] = field(default_factory=dict)
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="dcgw-envoy-")))
 
     def __enter__(self) -> "Envoy":
@@ -223,7 +242,8 @@ class Envoy:
             *self.extra_args,
         ]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                                     start_new_session=True, preexec_fn=_die_with_parent)
+                                     start_new_session=True, preexec_fn=_die_with_parent,
+                                     env={**os.environ, **self.env})
         return self.proc
 
     def start(self, timeout: float = 30.0, attempts: int = 3) -> "Envoy":

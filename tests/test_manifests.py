@@ -82,6 +82,8 @@ CONFIG_REFERENCE: dict = {
     "starting_page": {"enabled": bool, "warm_for": str, "wake_timeout": str, "refresh": str},
     "forges": {forge: {"base_url": str} for forge in ("github", "gitlab", "bitbucket")},
     "access_log": bool,
+    "provisioner": {"cluster": str, "authority": str, "token_env": str, "token": str, "path": str, "timeout": str,
+                    "touch_every": str},
 }
 # Defaults of the reference that the manifests depend on.
 CONFIG_DEFAULTS = {

@@ -79,6 +79,7 @@ _PAGE = """<!doctype html>
  <dt>Repository</dt><dd id="repo">{repo}</dd>
  <dt>User</dt><dd id="user">{user}</dd>
  <dt>Groups</dt><dd id="groups">{groups}</dd>
+ <dt>Workspace</dt><dd id="service">{service}</dd>
  <dt>Upstream</dt><dd id="upstream">{name}</dd>
  <dt>WebSocket echo</dt><dd id="ws"></dd>
 </dl>
@@ -243,7 +244,12 @@ class _UpstreamHandler(Handler):
                 self.close_connection = True
                 self.respond(400, [("Content-Type", "text/plain")], b"bad body framing\n")
                 return
-        owner._cold_start_wait(self.headers.get("Host") or "")
+        host = self.headers.get("Host") or ""
+        if owner.services is not None and host.split(".", 1)[0] not in owner.services:
+            # knative-local-gateway for a Service that does not exist.
+            self.respond(404, [("Content-Length", "0")], b"")
+            return
+        owner._cold_start_wait(host)
         echo = {
             "method": self.command,
             "path": self.raw_target,
@@ -283,6 +289,7 @@ class _UpstreamHandler(Handler):
                 repo=html.escape(self.headers.get("X-GitHub-Repo") or ""),
                 user=html.escape(self.headers.get("X-Authentik-Username") or ""),
                 groups=html.escape(self.headers.get("X-Authentik-Groups") or ""),
+                service=html.escape(host.split(".", 1)[0]),
                 name=html.escape(owner.name),
             )
             self.respond(200, [("Content-Type", "text/html; charset=utf-8"),
@@ -372,6 +379,9 @@ class FakeUpstream(BackgroundServer):
         self.cold_starts = 0
         self.status: int | None = None
         self.response_headers: list[tuple[str, str]] = []
+        # None: every Host is a workspace. A set: only these Services exist (created by a
+        # provisioner); others get knative-local-gateway's 404.
+        self.services: set[str] | None = None
         self._lock = threading.Lock()
         self._last_seen: dict[str, float] = {}
         self._ready_at: dict[str, float] = {}
