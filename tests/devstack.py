@@ -3,7 +3,7 @@
 development authentik outpost with its login page, and workspaces that start cold like Knative
 Services scaled to zero. `make run` starts it; the browser test drives it.
 
-    python3 tests/devstack.py [--port 10000] [--cold-start 3] [--idle 60] [--generation go|rust]
+    python3 tests/devstack.py [--port 10000] [--cold-start 3] [--idle 60] [--create 3] [--generation go|rust]
 """
 
 from __future__ import annotations
