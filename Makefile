@@ -7,6 +7,8 @@ WASM      := target/wasm32-wasip1/release/devcontainer_gateway.wasm
 PY        := $(VENV)/bin/python
 PORT      ?= 10000
 COLD_START ?= 3
+# authentik's outpost for `make run`: go (up to 2026.6) or rust (2026.8 and later).
+OUTPOST_GENERATION ?= go
 IDLE      ?= 60
 CREATE    ?= 3
 VERSION   := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
@@ -75,7 +77,8 @@ test-envoy-oldest: build venv .venv-envoy-$(basename $(ENVOY_OLDEST))/.installed
 # The whole flow on http://127.0.0.1:$(PORT): Envoy + filter, development outpost, a development
 # provisioner that creates each repository's workspace on its first visit, cold workspaces.
 run: build venv cli
-	$(PY) tests/devstack.py --port $(PORT) --cold-start $(COLD_START) --idle $(IDLE) --create $(CREATE)
+	$(PY) tests/devstack.py --port $(PORT) --cold-start $(COLD_START) --idle $(IDLE) --create $(CREATE) \
+	  --generation $(OUTPOST_GENERATION)
 
 # Throughput, latency, CPU and memory against baselines of the same run; needs nginx and wrk
 # (apt-get install nginx-light wrk; binaryen for the wasm-opt size). See bench/README.md.

@@ -153,6 +153,18 @@ pub struct Outpost {
     pub authority: Option<String>,
     pub path_prefix: String,
     pub timeout: Duration,
+    pub generation: Generation,
+}
+
+/// Which implementation of authentik's proxy outpost answers the check: they differ in what the
+/// check must carry (tests/fakes/authentik-rust-outpost.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Generation {
+    /// The Go outpost of authentik up to 2026.6 (contract authentik).
+    #[default]
+    Go,
+    /// The Rust outpost of authentik 2026.8 and later.
+    Rust,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -602,6 +614,30 @@ fn parse_outpost(path: &str, value: &Value) -> Result<Outpost, ConfigError> {
         }
         None => None,
     };
+    let generation = match fields.take("generation") {
+        Some((p, v)) => match string(&p, v)? {
+            "go" => Generation::Go,
+            "rust" => Generation::Rust,
+            other => {
+                return Err(refuse(
+                    &p,
+                    format!("{other:?} is not \"go\" (authentik up to 2026.6) or \"rust\" (2026.8 and later)"),
+                ))
+            }
+        },
+        None => Generation::Go,
+    };
+    if let (Some(fixed), Generation::Rust) = (&authority, generation) {
+        // The Rust outpost reads X-Forwarded-Host only to pick the application (and only from
+        // trusted peers); the URL it returns to after the login is built from the Host.
+        return Err(refuse(
+            &format!("{path}.authority"),
+            format!(
+                "authentik's Rust outpost (generation \"rust\") builds the return URL from the check's Host, \
+                 not from X-Forwarded-Host, so every login would end on {fixed:?}; leave it unset"
+            ),
+        ));
+    }
     let path_prefix = match fields.take("path_prefix") {
         Some((p, v)) => {
             let prefix = string(&p, v)?;
@@ -648,6 +684,7 @@ fn parse_outpost(path: &str, value: &Value) -> Result<Outpost, ConfigError> {
         authority,
         path_prefix,
         timeout,
+        generation,
     })
 }
 
@@ -974,6 +1011,7 @@ mod tests {
         assert_eq!(config.outpost.authority, None);
         assert_eq!(config.outpost.path_prefix, DEFAULT_CHECK_PREFIX);
         assert_eq!(config.outpost.timeout, Duration::from_secs(2));
+        assert_eq!(config.outpost.generation, Generation::Go);
         assert_eq!(config.identity_headers.len(), 6);
         assert!(!config
             .identity_headers
@@ -1048,6 +1086,33 @@ mod tests {
             "a.ws.example"
         );
         assert_eq!(config.routing.cluster_template.render("a", "ws"), "ksvc_a");
+    }
+
+    #[test]
+    fn the_rust_outpost_is_named_and_refuses_a_fixed_authority() {
+        let rust = parse(br#"{"outpost":{"cluster":"c","generation":"rust"}}"#).unwrap();
+        assert_eq!(rust.outpost.generation, Generation::Rust);
+        let go = parse(br#"{"outpost":{"cluster":"c","generation":"go","authority":"ak:9000"}}"#)
+            .unwrap();
+        assert_eq!(go.outpost.generation, Generation::Go);
+        assert_eq!(go.outpost.authority.as_deref(), Some("ak:9000"));
+        assert!(refused(
+            r#"{"outpost":{"cluster":"c","generation":"rust","authority":"ak:9000"}}"#
+        )
+        .starts_with(
+            "outpost.authority: authentik's Rust outpost (generation \"rust\") builds the return URL \
+             from the check's Host, not from X-Forwarded-Host, so every login would end on \"ak:9000\""
+        ));
+        // Absent (or null) authority is what the Rust outpost needs.
+        assert!(
+            parse(br#"{"outpost":{"cluster":"c","generation":"rust","authority":null}}"#).is_ok()
+        );
+        for bad in [r#""Rust""#, r#""2026.8""#, "1"] {
+            let message = refused(&format!(
+                r#"{{"outpost":{{"cluster":"c","generation":{bad}}}}}"#
+            ));
+            assert!(message.starts_with("outpost.generation: "), "{message}");
+        }
     }
 
     #[test]

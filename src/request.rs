@@ -5,6 +5,7 @@ use crate::auth::{self, Identity, OutpostResponse, Verdict};
 use crate::cache;
 use crate::config::{Config, Mode};
 use crate::headers::{self, CREDENTIALS};
+use crate::login_retry::{self, Callback};
 use crate::names::{
     is_host_authority, is_service_name, knative_service_name, per_user_service_name, Forge, RepoId,
 };
@@ -52,6 +53,8 @@ pub struct Pending {
     after: After,
     /// Set when an allowed outcome of this check may be cached (and looked up).
     cache_key: Option<cache::Key>,
+    /// A login callback: where its login starts over if authentik refuses it.
+    callback: Option<Callback>,
 }
 
 impl Pending {
@@ -430,10 +433,15 @@ fn next(config: &Config, headers: &Headers, signed: bool, logout: bool) -> Next 
             )
         })
         .flatten();
+    let https = first(headers, ":scheme") != Some(b"http");
+    let callback = signed
+        .then(|| login_retry::callback(path, host, cookie.as_deref().map(str::as_bytes), https))
+        .flatten();
     let call = auth::check_headers(
         &config.outpost,
         host,
         path,
+        https,
         cookie.as_deref(),
         authorization,
     );
@@ -443,6 +451,7 @@ fn next(config: &Config, headers: &Headers, signed: bool, logout: bool) -> Next 
             client,
             after,
             cache_key,
+            callback,
         },
     }
 }
@@ -516,7 +525,12 @@ pub fn on_outpost_response(
     pending: &Pending,
     response: Option<&OutpostResponse>,
 ) -> (Resume, Option<Identity>) {
-    match auth::verdict(config, response, &pending.client) {
+    if let Some(callback) = &pending.callback {
+        if let Some(reply) = login_retry::on_refusal(callback, response, &pending.client) {
+            return (Resume::Answer(reply), None);
+        }
+    }
+    let (mut resume, remember) = match auth::verdict(config, response, &pending.client) {
         Verdict::Answer(reply) => (Resume::Answer(reply), None),
         Verdict::Allow {
             identity,
@@ -528,7 +542,17 @@ pub fn on_outpost_response(
                 remember,
             )
         }
+    };
+    // A login that was started over got its answer: the marker has done its work.
+    if let Some(clear) = pending.callback.as_ref().and_then(login_retry::settled) {
+        match &mut resume {
+            Resume::Answer(reply) => reply.headers.push(("set-cookie".into(), clear)),
+            Resume::Forward { set_cookies, .. } | Resume::Deny { set_cookies, .. } => {
+                set_cookies.push(clear.into_bytes())
+            }
+        }
     }
+    (resume, remember)
 }
 
 /// Carries on with a request whose user is known (from the outpost or the cache).
@@ -1117,6 +1141,60 @@ mod tests {
             panic!()
         };
         assert_eq!(set(&edits, "x-github-repo"), None);
+    }
+
+    #[test]
+    fn a_refused_callback_starts_the_login_over_once() {
+        let config = config("{}");
+        let refused = OutpostResponse {
+            headers: vec![(":status".into(), b"400".to_vec())],
+            body: Vec::new(),
+        };
+        let answer = |path: &str, extra: &[(&str, &str)], response: &OutpostResponse| {
+            let (_, pending) = check(&config, &request(path, extra));
+            match resume(&config, &pending, Some(response)) {
+                Resume::Answer(reply) => reply,
+                other => panic!("not answered: {other:?}"),
+            }
+        };
+        let path = "/github/a/b/x?y=1&X-authentik-auth-callback=true&code=c&state=s";
+        let first = answer(path, &[(":scheme", "http")], &refused);
+        assert_eq!(
+            (first.status, first.header("location")),
+            (302, Some("/github/a/b/x?y=1"))
+        );
+        assert_eq!(
+            first.header("set-cookie"),
+            Some("authentik_gateway_login_retry=1; Path=/; Max-Age=600; HttpOnly; SameSite=Lax")
+        );
+        let marked = [("cookie", "authentik_gateway_login_retry=1")];
+        let second = answer(path, &marked, &refused);
+        assert_eq!((second.status, second.header("location")), (400, None));
+        // A retried callback that goes through ends the marker with the outpost's redirect.
+        let done = OutpostResponse {
+            headers: vec![
+                (":status".into(), b"302".to_vec()),
+                ("location".into(), b"//gw.example/github/a/b/x?y=1".to_vec()),
+                ("set-cookie".into(), b"authentik_proxy_1=s; Path=/".to_vec()),
+            ],
+            body: Vec::new(),
+        };
+        let cookies: Vec<String> = answer(path, &marked, &done)
+            .headers
+            .into_iter()
+            .filter(|(n, _)| n == "set-cookie")
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(
+            cookies,
+            [
+                "authentik_proxy_1=s; Path=/",
+                "authentik_gateway_login_retry=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax; Secure"
+            ]
+        );
+        // Not a callback: a 400 stays the outpost's refusal.
+        let plain = answer("/github/a/b/?X-authentik-logout=true", &[], &refused);
+        assert_eq!((plain.status, plain.header("set-cookie")), (400, None));
     }
 
     #[test]

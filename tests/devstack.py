@@ -3,7 +3,7 @@
 development authentik outpost with its login page, and workspaces that start cold like Knative
 Services scaled to zero. `make run` starts it; the browser test drives it.
 
-    python3 tests/devstack.py [--port 10000] [--cold-start 3] [--idle 60]
+    python3 tests/devstack.py [--port 10000] [--cold-start 3] [--idle 60] [--create 3] [--generation go|rust]
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import signal
 import subprocess
 import threading
 
-from fakes.outpost import FakeOutpost
+from fakes.outpost import GENERATIONS, FakeOutpost
 from fakes.provisioner import TOKEN as PROVISIONER_TOKEN
 from fakes.provisioner import FakeProvisioner
 from fakes.upstream import FakeUpstream
@@ -31,12 +31,13 @@ USERS = ROOT / "envoy" / "users.json"
 CLI = ROOT / "target" / "release" / "devcontainer-gateway"
 
 
-def plugin_config(idle: float) -> dict:
+def plugin_config(idle: float, generation: str = "go") -> dict:
     """envoy/gateway.yaml's configuration, with the starting page's idea of a warm workspace no
     longer than these workspaces stay warm: after `idle` seconds a browser sees the page again
-    instead of a blank tab while the workspace starts."""
+    instead of a blank tab while the workspace starts; and the outpost's generation."""
     config = shipped_plugin_config()
     config["starting_page"] = {**config.get("starting_page", {}), "warm_for": f"{max(1, int(idle))}s"}
+    config["outpost"] = {**config["outpost"], "generation": generation}
     return config
 
 
@@ -53,11 +54,11 @@ class DevStack:
     `create` seconds of "creating"; None: every repository has a workspace already."""
 
     def __init__(self, port: int = 10000, cold_start: float = 3.0, idle: float = 60.0, verbose: bool = False,
-                 create: float | None = None):
+                 create: float | None = None, generation: str = "go"):
         self.port = port
-        self.outpost = FakeOutpost(external_host=f"http://127.0.0.1:{port}", verbose=verbose)
+        self.outpost = FakeOutpost(external_host=f"http://127.0.0.1:{port}", verbose=verbose, generation=generation)
         self.workspaces = FakeUpstream(cold_start=cold_start, idle=idle, name="workspace", verbose=verbose)
-        bootstrap = gateway_config(self.outpost.port, self.workspaces.port, plugin_config(idle))
+        bootstrap = gateway_config(self.outpost.port, self.workspaces.port, plugin_config(idle, generation))
         self.provisioner = None
         env = {}
         if create is not None:
@@ -106,13 +107,16 @@ def main() -> int:
     parser.add_argument("--idle", type=float, default=60.0, help="seconds without requests before a workspace is cold again")
     parser.add_argument("--create", type=float, default=3.0,
                         help="seconds the development provisioner takes to create a workspace nobody opened before")
+    parser.add_argument("--generation", choices=GENERATIONS, default="go",
+                        help="authentik's outpost: go (up to 2026.6) or rust (2026.8 and later)")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    with DevStack(args.port, args.cold_start, args.idle, args.verbose, create=args.create) as stack:
+    with DevStack(args.port, args.cold_start, args.idle, args.verbose, create=args.create,
+                  generation=args.generation) as stack:
         users = json.loads(USERS.read_text())
         accounts = ", ".join(f"{name}/{u['password']} ({', '.join(u['groups'])})" for name, u in users.items())
         print(
@@ -123,7 +127,7 @@ devcontainer-gateway is running (Envoy pid {stack.envoy.proc.pid}, log {stack.en
   log in   {accounts}   (from envoy/users.json)
   scripts  curl -u alice:alice {stack.url}/github/octocat/hello-world/
   health   {stack.url}/health
-  outpost  {stack.outpost.url}  (authentik's login page lives here)
+  outpost  {stack.outpost.url}  (authentik's login page lives here; {args.generation} generation)
 
   Any repository works (/github/{{owner}}/{{repo}}/, /gitlab/{{group}}/{{project}}/-/,
   /bitbucket/{{workspace}}/{{repo}}/): the first visit has the development provisioner create its

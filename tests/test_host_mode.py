@@ -260,3 +260,38 @@ def test_a_session_cookie_planted_for_the_parent_domain_is_refused_not_used(host
     r = hosts.get("/deep/x", [("Cookie", f"{planted}; {session}")], host=VSCODE)
     assert r.status == 400 and b"twice" in r.body
     assert domain_outpost.checks == [] and upstream.requests == []
+
+
+# ---------------------------------------------------------------------------------------------
+# authentik's Rust outpost (2026.8+): the root of a workspace host
+
+
+@pytest.fixture(scope="module")
+def rust_domain():
+    """The Rust outpost as forward_domain provider, behind a host-mode gateway that names it."""
+    with FakeOutpost(external_host=f"http://auth.{DOMAIN}", cookie_domain=DOMAIN, generation="rust") as outpost:
+        yield outpost
+
+
+@pytest.fixture(scope="module")
+def rust_hosts(rust_domain, upstream):
+    shipped = shipped_plugin_config()
+    config = {**shipped, "outpost": {**shipped["outpost"], "generation": "rust"},
+              "routing": {**shipped["routing"], "workspace_domain": DOMAIN}}
+    with Envoy(gateway_config(rust_domain.port, upstream.port, config), name="host-mode-rust") as envoy:
+        yield envoy
+
+
+def test_a_workspace_hosts_root_is_checked_at_the_rust_outposts_bare_prefix(rust_hosts, rust_domain, upstream):
+    """The Rust outpost has no route for `{prefix}/` (an axum wildcard never matches an empty
+    rest): the gateway checks `/` at the bare prefix, and the login comes back to `/`."""
+    rust_domain.clear()
+    r = rust_hosts.get("/?tab=1", host=HELLO)
+    assert r.status == 302, r.body
+    state = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(r.header("location")).query))["state"]
+    assert rust_domain.verify_state(state)["redirect"] == f"http://{HELLO}/?tab=1"
+    assert rust_domain.checks[-1]["path"] == CHECK_PREFIX + "?tab=1"
+    r = rust_hosts.get("/", [("Cookie", rust_domain.session_cookie_header("alice"))], host=HELLO)
+    assert r.status == 200, r.body
+    assert r.json()["path"] == "/"
+    assert echoed(r.json(), "x-authentik-username") == ["alice"]

@@ -66,7 +66,7 @@ LOCAL_GATEWAY = "knative-local-gateway.istio-system.svc.cluster.local"
 
 # The filter's configuration reference (README "Configuration reference"): field -> type.
 CONFIG_REFERENCE: dict = {
-    "outpost": {"cluster": str, "authority": str, "path_prefix": str, "timeout": str},
+    "outpost": {"cluster": str, "authority": str, "path_prefix": str, "timeout": str, "generation": str},
     "identity_headers": list,
     "health_path": str,
     "routing": {

@@ -21,6 +21,7 @@ pub static CONFIGS: LazyLock<Vec<Config>> = LazyLock::new(|| {
             "health_path":"/healthz",
             "routing":{"mode":"per-repo","strip_prefix":false,
                        "authority_header":"x-route_host","cluster_header":"x-route-cluster"}}"#,
+        r#"{"outpost":{"cluster":"ak","generation":"rust"},"routing":{"mode":"per-repo"}}"#,
     ]
     .iter()
     .map(|json| config::parse(json.as_bytes()).expect("fuzz configuration"))

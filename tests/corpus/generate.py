@@ -672,10 +672,13 @@ add(FRAME, "pipelined-after-refusal", REPO + "/../victim/", refused("filter"), r
 # authentik's callback and logout signatures: the outpost answers, no workspace is reached
 
 SIG = "outpost-signature"
-add(SIG, "callback-on-repo-path", REPO + "/?X-authentik-auth-callback=true&code=x&state=y", elsewhere(400, checks=True))
-add(SIG, "callback-elsewhere", "/anything?X-authentik-auth-callback=true", elsewhere(400, checks=True))
+# The outpost refuses these callbacks (400); the gateway starts the login over with a 302.
+RESTART = "the outpost refuses the callback; the login starts over (README: when a login cannot finish)"
+add(SIG, "callback-on-repo-path", REPO + "/?X-authentik-auth-callback=true&code=x&state=y", elsewhere(302, checks=True),
+    note=RESTART)
+add(SIG, "callback-elsewhere", "/anything?X-authentik-auth-callback=true", elsewhere(302, checks=True), note=RESTART)
 add(SIG, "callback-on-outpost-path", "/outpost.goauthentik.io/callback?X-authentik-auth-callback=true&code=x",
-    elsewhere(400, checks=True))
+    elsewhere(302, checks=True), note=RESTART)
 add(SIG, "logout-elsewhere", "/anything?X-authentik-logout=true", elsewhere(302, checks=True),
     note="logs alice out: the session minted for this case only")
 add(SIG, "callback-elsewhere-dotdot", "/a/../b?X-authentik-auth-callback=true", refused("filter"))
