@@ -23,7 +23,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from harness import _die_with_parent, free_port
+from harness import _die_with_parent, free_port, hcm  # noqa: F401 (hcm: for bench/run.py)
 from wsload import upgrade_request
 
 # Identity of the logged-in user, as authentik's outpost answers its 200.
@@ -320,11 +320,6 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-def hcm(bootstrap: dict) -> dict:
-    """The HttpConnectionManager of the public listener."""
-    return bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
 
 
 def refusal(log: str) -> str:

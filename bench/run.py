@@ -48,7 +48,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from benchlib import (RSS_DRIFT_LIMIT_BYTES, SESSION_COOKIE, Nginx, cpu_seconds, hcm, need, process_pid, refusal, rss_kib,
+from benchlib import (IDENTITY, RSS_DRIFT_LIMIT_BYTES, SESSION_COOKIE, Nginx, cpu_seconds, hcm, need, process_pid, refusal, rss_kib,
                       upgrade_once, ws_load, wrk)
 from harness import WASM, Envoy, gateway_config, load_gateway_yaml, wasm_filter
 
@@ -87,10 +87,8 @@ LUA = {
     },
 }
 
-# The identity headers the filter copies by default (x-authentik-jwt stays with the outpost).
-IDENTITY_HEADERS = ["x-authentik-username", "x-authentik-groups", "x-authentik-entitlements", "x-authentik-email",
-                    "x-authentik-name", "x-authentik-uid", "x-authentik-meta-jwks", "x-authentik-meta-outpost",
-                    "x-authentik-meta-provider", "x-authentik-meta-app", "x-authentik-meta-version"]
+# What ext_authz copies upstream: every identity header the outpost answers but its access token.
+EXT_AUTHZ_HEADERS = [name.lower() for name, _ in IDENTITY if name.lower() != "x-authentik-jwt"]
 
 EXT_AUTHZ = {
     "name": "envoy.filters.http.ext_authz",
@@ -101,7 +99,7 @@ EXT_AUTHZ = {
             "server_uri": {"uri": "http://outpost", "cluster": "authentik_outpost", "timeout": "2s"},
             "path_prefix": "/outpost.goauthentik.io/auth/envoy",
             "authorization_response": {
-                "allowed_upstream_headers": {"patterns": [{"exact": h} for h in IDENTITY_HEADERS]},
+                "allowed_upstream_headers": {"patterns": [{"exact": h} for h in EXT_AUTHZ_HEADERS]},
             },
         },
         # Authorization, Host and the path travel by default.
