@@ -22,6 +22,7 @@ pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod headers;
+pub mod json;
 pub mod login_retry;
 pub mod names;
 pub mod outpost_pages;

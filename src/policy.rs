@@ -1,9 +1,8 @@
 //! Who may open which repository: ordered rules of repository patterns × authentik groups and
 //! usernames, first match wins, then the default. Evaluated after the outpost has named the user.
 
-use serde_json::Value;
-
-use crate::config::{kind, refuse, string, ConfigError, Fields};
+use crate::json::walk::{kind, refuse, string, ConfigError, Fields};
+use crate::json::Value;
 use crate::names::Forge;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -284,11 +283,11 @@ mod tests {
     use super::*;
 
     fn policy(json: &str) -> Policy {
-        parse("access", &serde_json::from_str(json).unwrap()).unwrap()
+        parse("access", &crate::json::parse(json).unwrap()).unwrap()
     }
 
     fn refused(json: &str) -> String {
-        parse("access", &serde_json::from_str(json).unwrap())
+        parse("access", &crate::json::parse(json).unwrap())
             .unwrap_err()
             .to_string()
     }

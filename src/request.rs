@@ -204,7 +204,10 @@ pub fn not_found(client: &Client) -> LocalReply {
 }
 
 pub fn on_request_headers(config: &Config, headers: &Headers) -> Decision {
-    let strip = headers::spoofed(config, headers.iter().map(|(n, _)| n.as_str()));
+    let strip = headers::spoofed(
+        config.routing_headers(),
+        headers.iter().map(|(n, _)| n.as_str()),
+    );
     // The query is parsed once: both the routing and the cache need to know.
     let signed = first(headers, ":path")
         .and_then(|p| std::str::from_utf8(p).ok())
