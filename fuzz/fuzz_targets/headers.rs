@@ -76,10 +76,10 @@ fn check_request(config: &Config, request: &Fields) {
     let names = request.iter().map(|(n, _)| n.as_str());
     assert_eq!(decision.strip, headers::spoofed(config.routing_headers(), names));
     let forwarded = match decision.next {
-        Next::Answer(_) => return,
+        Next::Answer { .. } => return,
         Next::Continue => apply(request, &decision.strip, &[]),
-        Next::Check { call, pending } => {
-            for (name, value) in &call {
+        Next::Check(pending) => {
+            for (name, value) in &pending.check_headers(&config.outpost) {
                 match name.as_str() {
                     ":method" | ":path" | ":authority" | "x-forwarded-host" => {}
                     "cookie" => {

@@ -107,6 +107,9 @@ pub struct Cache {
     /// Zero: the cache is off and every request asks the outpost.
     pub ttl: Duration,
     pub max_entries: u32,
+    /// What a cached answer depends on besides the credentials and host
+    /// ([`crate::cache::scope`]: the identity headers and the check path).
+    pub scope: [u8; 32],
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,9 +223,10 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         Some((path, value)) => sections::credentials(&path, value)?,
         None => sections::credentials("credentials", &empty)?,
     };
+    let scope = crate::cache::scope(&identity_headers, &outpost.path_prefix);
     let cache = match top.take("cache") {
-        Some((path, value)) => sections::cache(&path, value)?,
-        None => sections::cache("cache", &empty)?,
+        Some((path, value)) => sections::cache(&path, value, scope)?,
+        None => sections::cache("cache", &empty, scope)?,
     };
     let access = match top.take("access") {
         Some((path, value)) => Some(policy::parse(&path, value)?),

@@ -316,7 +316,7 @@ pub fn credentials(path: &str, value: &Value) -> Result<Credentials, ConfigError
     })
 }
 
-pub fn cache(path: &str, value: &Value) -> Result<Cache, ConfigError> {
+pub fn cache(path: &str, value: &Value, scope: [u8; 32]) -> Result<Cache, ConfigError> {
     let mut fields = Fields::new(path, value)?;
     let ttl = match fields.take("ttl") {
         Some((p, v)) => duration(&p, v, Duration::ZERO, MAX_CACHE_TTL)?,
@@ -336,7 +336,11 @@ pub fn cache(path: &str, value: &Value) -> Result<Cache, ConfigError> {
         None => DEFAULT_CACHE_ENTRIES,
     };
     fields.finish()?;
-    Ok(Cache { ttl, max_entries })
+    Ok(Cache {
+        ttl,
+        max_entries,
+        scope,
+    })
 }
 
 pub fn starting_page(path: &str, value: &Value) -> Result<Option<StartingPage>, ConfigError> {
