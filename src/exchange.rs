@@ -204,6 +204,11 @@ impl Exchange {
         }
     }
 
+    /// Whether the gateway has nothing more to do with this request: its response passed.
+    pub fn is_done(&self) -> bool {
+        matches!(self.state, State::Done)
+    }
+
     /// Whether the answer to `token` is this request's.
     pub fn waits_for(&self, token: u32) -> bool {
         matches!(&self.state, State::Checking(checking) if checking.token == token)
@@ -355,6 +360,13 @@ impl Exchange {
             return Flow::Continue;
         };
         let Some(config) = worker.config() else {
+            // No configuration any more (the plugin was replaced): still no identity header
+            // reaches the client.
+            let headers = host.response_headers();
+            let fix = headers::fix_response(&Default::default(), Responder::RouteTable, &headers);
+            for name in &fix.remove {
+                host.remove_response_header(name);
+            }
             return Flow::Continue;
         };
         let Forwarded {
@@ -426,8 +438,9 @@ impl Exchange {
             host.log(
                 Level::Warn,
                 &format!(
-                    "devcontainer-gateway: dropped {} response header(s) from {from}: {:?}",
-                    fix.dropped, fix.remove
+                    "devcontainer-gateway: dropped {} response header(s) from {from}: {}",
+                    fix.dropped,
+                    fix.remove.join(", ")
                 ),
             );
             for name in &fix.remove {

@@ -6,7 +6,6 @@
 //! bodies, trailers, the log phase) instead of entering the VM for each of them.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::mem::MaybeUninit;
 use std::ptr::null_mut;
 use std::time::Duration;
@@ -170,15 +169,30 @@ impl Metrics {
     }
 }
 
-/// Everything one VM keeps: each plugin's worker (by its root context), each request's exchange
-/// and the root it belongs to, and who made which call.
+/// Everything one VM keeps: each plugin's worker (by its root context), the exchange of each
+/// request under way and the root it belongs to, and which request made which call.
 #[derive(Default)]
 struct Filter {
     metrics: Metrics,
-    workers: BTreeMap<u32, Worker>,
-    streams: BTreeMap<u32, (u32, Exchange)>,
+    workers: Vec<(u32, Worker)>,
+    /// By context id, ascending (the proxy numbers contexts in the order it creates them). A
+    /// request whose response has passed is removed: what follows (bodies, WebSocket frames) is
+    /// none of the gateway's business.
+    streams: Vec<Stream>,
     /// Calls made by requests: token → the request's context.
-    calls: BTreeMap<u32, u32>,
+    calls: Vec<(u32, u32)>,
+}
+
+struct Stream {
+    context: u32,
+    root: u32,
+    exchange: Exchange,
+}
+
+impl Filter {
+    fn stream(&mut self, context: u32) -> Result<usize, usize> {
+        self.streams.binary_search_by_key(&context, |s| s.context)
+    }
 }
 
 thread_local! {
@@ -427,7 +441,16 @@ pub extern "C" fn proxy_on_configure(root: u32, size: usize) -> u32 {
         } = filter;
         let mut host = ProxyHost::new(metrics);
         let bytes = host.buffer(abi::PLUGIN_CONFIGURATION, size);
-        let worker = workers.entry(root).or_default();
+        let index = match workers.iter().position(|(r, _)| *r == root) {
+            Some(index) => index,
+            None => {
+                workers.push((root, Worker::default()));
+                workers.len().saturating_sub(1)
+            }
+        };
+        let Some((_, worker)) = workers.get_mut(index) else {
+            return 0;
+        };
         if !worker.configure(&mut host, &bytes, |name| std::env::var(name).ok()) {
             return 0;
         }
@@ -444,7 +467,19 @@ pub extern "C" fn proxy_on_configure(root: u32, size: usize) -> u32 {
 pub extern "C" fn proxy_on_context_create(context: u32, root: u32) {
     if root != 0 {
         FILTER.with_borrow_mut(|filter| {
-            filter.streams.insert(context, (root, Exchange::default()));
+            let stream = Stream {
+                context,
+                root,
+                exchange: Exchange::default(),
+            };
+            match filter.stream(context) {
+                Ok(at) => {
+                    if let Some(slot) = filter.streams.get_mut(at) {
+                        *slot = stream;
+                    }
+                }
+                Err(at) => filter.streams.insert(at, stream),
+            }
         });
     }
 }
@@ -455,7 +490,7 @@ pub extern "C" fn proxy_on_tick(root: u32) {
         let Filter {
             metrics, workers, ..
         } = filter;
-        if let Some(worker) = workers.get_mut(&root) {
+        if let Some((_, worker)) = workers.iter_mut().find(|(r, _)| *r == root) {
             worker.on_tick(&mut ProxyHost::new(metrics));
         }
     });
@@ -468,22 +503,32 @@ fn with_stream(
     callback: impl FnOnce(&mut Exchange, &mut ProxyHost, &mut Worker) -> Flow,
 ) -> Flow {
     FILTER.with_borrow_mut(|filter| {
+        let Ok(at) = filter.stream(context) else {
+            return Flow::Continue;
+        };
         let Filter {
             metrics,
             workers,
             streams,
             calls,
         } = filter;
-        let Some((root, exchange)) = streams.get_mut(&context) else {
+        let Some(stream) = streams.get_mut(at) else {
             return Flow::Continue;
         };
-        let Some(worker) = workers.get_mut(root) else {
-            return Flow::Continue;
+        // A plugin removed while its requests are under way: they go on without a configuration,
+        // which fails closed.
+        let mut gone = Worker::default();
+        let worker = match workers.iter_mut().find(|(r, _)| *r == stream.root) {
+            Some((_, worker)) => worker,
+            None => &mut gone,
         };
         let mut host = ProxyHost::new(metrics);
-        let flow = callback(exchange, &mut host, worker);
+        let flow = callback(&mut stream.exchange, &mut host, worker);
         if let Some(token) = host.made {
-            calls.insert(token, context);
+            calls.push((token, context));
+        }
+        if stream.exchange.is_done() {
+            streams.remove(at);
         }
         flow
     })
@@ -491,6 +536,35 @@ fn with_stream(
 
 #[no_mangle]
 pub extern "C" fn proxy_on_request_headers(context: u32, _headers: usize, _end: u32) -> u32 {
+    // Every request is checked: one the proxy did not announce belongs to the only plugin of the
+    // VM, and fails closed when there is no such plugin.
+    let known = FILTER.with_borrow_mut(|filter| {
+        if filter.stream(context).is_ok() {
+            return true;
+        }
+        let [(root, _)] = filter.workers.as_slice() else {
+            return false;
+        };
+        let root = *root;
+        if let Err(at) = filter.stream(context) {
+            let exchange = Exchange::default();
+            filter.streams.insert(
+                at,
+                Stream {
+                    context,
+                    root,
+                    exchange,
+                },
+            );
+        }
+        true
+    });
+    if !known {
+        return FILTER.with_borrow_mut(|filter| {
+            let mut host = ProxyHost::new(&filter.metrics);
+            action(Exchange::default().on_request_headers(&mut host, &mut Worker::default()))
+        });
+    }
     action(with_stream(context, |exchange, host, worker| {
         exchange.on_request_headers(host, worker)
     }))
@@ -520,7 +594,10 @@ pub extern "C" fn proxy_on_http_call_response(
     body_size: usize,
     _trailers: usize,
 ) {
-    let caller = FILTER.with_borrow_mut(|filter| filter.calls.remove(&token));
+    let caller = FILTER.with_borrow_mut(|filter| {
+        let at = filter.calls.iter().position(|(t, _)| *t == token)?;
+        Some(filter.calls.swap_remove(at).1)
+    });
     match caller {
         Some(context) => {
             // SAFETY: no pointers.
@@ -548,11 +625,11 @@ pub extern "C" fn proxy_on_http_call_response(
 
 #[no_mangle]
 pub extern "C" fn proxy_on_delete(context: u32) {
-    FILTER.with_borrow_mut(|filter| {
-        if filter.streams.remove(&context).is_some() {
-            filter.calls.retain(|_, caller| *caller != context);
-        } else {
-            filter.workers.remove(&context);
+    FILTER.with_borrow_mut(|filter| match filter.stream(context) {
+        Ok(at) => {
+            filter.streams.remove(at);
+            filter.calls.retain(|(_, caller)| *caller != context);
         }
+        Err(_) => filter.workers.retain(|(root, _)| *root != context),
     });
 }

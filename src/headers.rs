@@ -55,7 +55,7 @@ pub fn spoofed<'h>(routing: Routing, names: impl IntoIterator<Item = &'h str>) -
 }
 
 /// What of the user's credentials is taken off a request before it reaches a workspace.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Credentials {
     /// Cookie name prefixes (lower case) removed from `Cookie` and refused in workspace responses.
     pub cookie_prefixes: Vec<String>,

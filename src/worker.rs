@@ -93,14 +93,18 @@ impl Worker {
                 host.shared_set(provision::CLAIMS_KEY, b"", None);
             }
         }
+        let mode = match &config.routing.mode {
+            config::Mode::Shared { service } => format!("shared ({service})"),
+            config::Mode::PerRepo => "per-repo".to_string(),
+            config::Mode::PerUser => "per-user".to_string(),
+        };
         host.log(
             Level::Info,
             &format!(
-                "devcontainer-gateway {} configured: outpost cluster {:?}, routing {:?}, cache ttl {:?}",
+                "devcontainer-gateway {} configured: outpost cluster {:?}, routing {mode}, cache ttl {} ms",
                 reply::VERSION,
                 config.outpost.cluster,
-                config.routing.mode,
-                config.cache.ttl
+                u64::try_from(config.cache.ttl.as_millis()).unwrap_or(u64::MAX)
             ),
         );
         self.config = Some(Rc::new(config));
@@ -244,7 +248,11 @@ impl Worker {
                     host.log(
                         Level::Warn,
                         &format!(
-                            "devcontainer-gateway: waking {service:?} failed: answer {status:?}"
+                            "devcontainer-gateway: waking {service:?} failed: {}",
+                            match status {
+                                Some(status) => format!("answer {status}"),
+                                None => "no answer".to_string(),
+                            }
                         ),
                     );
                     Warmth::Failed { at: now }

@@ -603,3 +603,27 @@ fn a_body_waits_while_the_outpost_is_asked() {
     // An answer to another call is not this request's.
     assert!(!s.exchange.waits_for(token));
 }
+
+#[test]
+fn a_response_after_the_plugin_was_replaced_still_loses_identity_headers() {
+    let proxy = Proxy::new();
+    let mut worker = worker(&proxy, "");
+    let mut routes = Stream::send(
+        &proxy,
+        &mut worker,
+        &request("/outpost.goauthentik.io/start", &[]),
+    );
+    assert_eq!(routes.flow, Flow::Continue);
+    let flow = routes.respond(
+        &mut Worker::default(),
+        200,
+        &[
+            ("X_Authentik_Jwt", "eyJ.secret"),
+            ("content-type", "text/html"),
+        ],
+        None,
+    );
+    assert_eq!(flow, Flow::Continue);
+    assert!(routes.host.response_header("X_Authentik_Jwt").is_empty());
+    assert_eq!(routes.host.response_header("content-type"), ["text/html"]);
+}
