@@ -338,8 +338,11 @@ impl Exchange {
                 } else {
                     host.count(Outcome::PassedOn.counter(), 1);
                 }
-                let headers = request::edited(checked.headers, &checked.strip, edits);
-                host.set_request_headers(&headers);
+                host.set_request_headers(&request::edited(
+                    &checked.headers,
+                    &checked.strip,
+                    &edits,
+                ));
                 self.state = State::Forwarded(Box::new(Forwarded {
                     to: match workspace {
                         Some(ws) => Destination::Workspace(ws),

@@ -280,8 +280,8 @@ impl Host for ProxyHost<'_> {
         self.map(abi::REQUEST_HEADERS)
     }
 
-    fn set_request_headers(&mut self, headers: &[(String, Vec<u8>)]) {
-        let bytes = wire::map(headers.iter().map(|(n, v)| (n.as_str(), v)));
+    fn set_request_headers(&mut self, headers: &[(&str, &[u8])]) {
+        let bytes = wire::map(headers.iter().copied());
         // SAFETY: `bytes` is valid for its length.
         unsafe {
             abi::proxy_set_header_map_pairs(abi::REQUEST_HEADERS, bytes.as_ptr(), bytes.len())

@@ -117,7 +117,7 @@ pub trait Host {
 
     fn request_headers(&mut self) -> Headers;
     /// Replaces the request's headers with `headers`, in one step.
-    fn set_request_headers(&mut self, headers: &[(String, Vec<u8>)]);
+    fn set_request_headers(&mut self, headers: &[(&str, &[u8])]);
     fn remove_request_header(&mut self, name: &str);
     /// Lets a paused request go on.
     fn resume_request(&mut self);

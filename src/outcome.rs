@@ -124,11 +124,11 @@ pub fn access_line(
     line.push_str(" outcome=");
     line.push_str(word);
     line.push_str(" status=");
-    line.push_str(&outcome.status().to_string());
+    decimal(&mut line, u64::from(outcome.status()));
     line.push_str(" decided_by=");
     line.push_str(source.word());
     line.push_str(" latency_ms=");
-    line.push_str(&latency_ms.to_string());
+    decimal(&mut line, latency_ms);
     line.push_str(" request_id=");
     quote(&mut line, request_id.unwrap_or("-"));
     Some(line)
@@ -138,6 +138,15 @@ pub fn access_line(
 /// as `\u{…}` (as Rust's `{:?}` does), so a value shows what it is and ends where it seems to.
 fn quote(out: &mut String, text: &str) {
     out.push('"');
+    // Names, repositories and request ids are plain ASCII almost always.
+    if text
+        .bytes()
+        .all(|b| (b.is_ascii_graphic() && b != b'"' && b != b'\\') || b == b' ')
+    {
+        out.push_str(text);
+        out.push('"');
+        return;
+    }
     for c in text.chars() {
         match c {
             '"' => out.push_str("\\\""),
@@ -154,6 +163,24 @@ fn quote(out: &mut String, text: &str) {
         }
     }
     out.push('"');
+}
+
+/// `n` in decimal.
+fn decimal(out: &mut String, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = n;
+    loop {
+        at = at.saturating_sub(1);
+        if let Some(d) = digits.get_mut(at) {
+            *d = b'0'.saturating_add(u8::try_from(rest % 10).unwrap_or(0));
+        }
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(digits.get(at..).unwrap_or_default()).unwrap_or("0"));
 }
 
 /// Control characters, and the formatting characters that move or hide text (line and
@@ -239,6 +266,12 @@ mod tests {
             "access user=\"al\\\"ice\\\\\\n\\u{2028}é\" repo=\"github/o/r\" outcome=denied status=403 \
              decided_by=cache latency_ms=3 request_id=\"x\\\"user=\\\"root\""
         );
+        let mut out = String::new();
+        for n in [0, 7, 10, 503, u64::MAX] {
+            out.clear();
+            decimal(&mut out, n);
+            assert_eq!(out, n.to_string());
+        }
         assert!(
             access_line(Outcome::Allowed, "-", "-", Source::Local, 0, None)
                 .unwrap()

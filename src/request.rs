@@ -2,6 +2,8 @@
 //! answer, check or pass, and what to change once the outpost (or the cache) has spoken.
 //! [`crate::exchange`] carries them out.
 
+use std::borrow::Cow;
+
 use crate::auth::{self, Identity, OutpostResponse, Verdict};
 use crate::cache;
 use crate::config::{Config, Mode, Outpost};
@@ -138,10 +140,11 @@ impl Place {
     }
 }
 
+/// A change to the request's headers (names in lower case; most are the gateway's own).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Edit {
-    Set(String, Vec<u8>),
-    Remove(String),
+    Set(Cow<'static, str>, Vec<u8>),
+    Remove(Cow<'static, str>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -353,16 +356,17 @@ fn logout_keys(config: &Config, request: &Request, signed: bool) -> Vec<cache::K
 /// first one; a page can plant a copy with a longer `Path` (sent first) or on its own host, to
 /// make the user act as another session or keep the user from logging in.
 fn twice_sent_session_cookie(config: &Config, cookie: &[u8]) -> Option<String> {
-    let names: Vec<&[u8]> = cookie
-        .split(|b| *b == b';')
-        .filter_map(|pair| pair.trim_ascii().split(|b| *b == b'=').next())
-        .map(<[u8]>::trim_ascii)
-        .filter(|name| config.credentials.is_session_cookie(name))
-        .collect();
-    names.iter().enumerate().find_map(|(i, name)| {
-        names
-            .get(..i)
-            .is_some_and(|before| before.contains(name))
+    let names = || {
+        cookie
+            .split(|b| *b == b';')
+            .filter_map(|pair| pair.trim_ascii().split(|b| *b == b'=').next())
+            .map(<[u8]>::trim_ascii)
+            .filter(|name| config.credentials.is_session_cookie(name))
+    };
+    names().enumerate().find_map(|(i, name)| {
+        names()
+            .take(i)
+            .any(|before| before == name)
             .then(|| String::from_utf8_lossy(name).into_owned())
     })
 }
@@ -605,41 +609,45 @@ fn workspace_location(config: &Config, request: &Request, repo: &RepoPath) -> Op
 
 /// The request headers once `strip` and `edits` are applied, for the host to take in one call:
 /// kept headers stay in place (a set header takes the place of its first occurrence), new ones
-/// follow.
-pub fn edited(headers: Headers, strip: &[String], edits: Vec<Edit>) -> Headers {
-    let mut sets: Vec<(String, Option<Vec<u8>>)> = Vec::with_capacity(edits.len());
-    let mut removed: Vec<String> = strip.to_vec();
-    for edit in edits {
-        match edit {
-            Edit::Set(name, value) => {
-                sets.retain(|(n, _)| *n != name);
-                removed.retain(|n| *n != name);
-                sets.push((name, Some(value)));
-            }
-            Edit::Remove(name) => {
-                sets.retain(|(n, _)| *n != name);
-                removed.push(name);
-            }
+/// follow. The last edit of a name wins.
+pub fn edited<'a>(
+    headers: &'a [(String, Vec<u8>)],
+    strip: &[String],
+    edits: &'a [Edit],
+) -> Vec<(&'a str, &'a [u8])> {
+    // What the edits leave of each name: its value, or `None` when removed.
+    let mut last: Vec<(&str, Option<&[u8]>)> = Vec::with_capacity(edits.len());
+    for edit in edits.iter().rev() {
+        let (name, value) = match edit {
+            Edit::Set(name, value) => (name.as_ref(), Some(value.as_slice())),
+            Edit::Remove(name) => (name.as_ref(), None),
+        };
+        if !last.iter().any(|(n, _)| *n == name) {
+            last.push((name, value));
         }
     }
-    let mut out = Vec::with_capacity(headers.len().saturating_add(sets.len()));
+    last.reverse();
+    let mut placed = vec![false; last.len()];
+    let mut out = Vec::with_capacity(headers.len().saturating_add(last.len()));
     for (name, value) in headers {
-        if removed.contains(&name) {
-            continue;
-        }
-        match sets.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, slot)) => {
-                if let Some(value) = slot.take() {
-                    out.push((name, value));
+        match last.iter().position(|(n, _)| n == name) {
+            Some(i) => {
+                if let (Some((_, Some(value))), Some(done @ false)) =
+                    (last.get(i), placed.get_mut(i))
+                {
+                    out.push((name.as_str(), *value));
+                    *done = true;
                 }
             }
-            None => out.push((name, value)),
+            None if strip.contains(name) => {}
+            None => out.push((name.as_str(), value.as_slice())),
         }
     }
-    out.extend(
-        sets.into_iter()
-            .filter_map(|(name, value)| value.map(|v| (name, v))),
-    );
+    for ((name, value), done) in last.iter().zip(placed) {
+        if let (Some(value), false) = (value, done) {
+            out.push((name, value));
+        }
+    }
     out
 }
 
@@ -788,17 +796,25 @@ fn routing_edits(
     let username = identity.username;
     // What the workspace learns: who, which repository, under which prefix.
     let mut edits: Vec<Edit> = Vec::with_capacity(identity.headers.len().saturating_add(8));
-    edits.extend(identity.headers.into_iter().map(|(n, v)| Edit::Set(n, v)));
+    edits.extend(
+        identity
+            .headers
+            .into_iter()
+            .map(|(n, v)| Edit::Set(Cow::Owned(n), v)),
+    );
     if let Some(repo) = repo {
         let url = repo.url_at(config.forges.base_url(repo.forge()));
         if repo.forge() == Forge::GitHub {
-            edits.push(Edit::Set("x-github-repo".into(), url.clone().into_bytes()));
+            edits.push(Edit::Set(
+                Cow::Borrowed("x-github-repo"),
+                url.clone().into_bytes(),
+            ));
         }
-        edits.push(Edit::Set("x-repo-url".into(), url.into_bytes()));
+        edits.push(Edit::Set(Cow::Borrowed("x-repo-url"), url.into_bytes()));
     }
     if let Some(prefix) = prefix {
         edits.push(Edit::Set(
-            "x-forwarded-prefix".into(),
+            Cow::Borrowed("x-forwarded-prefix"),
             prefix.as_bytes().to_vec(),
         ));
     }
@@ -818,7 +834,7 @@ fn routing_edits(
             match edit {
                 Edit::Set(n, v) => std::str::from_utf8(v)
                     .ok()
-                    .map(|v| (n.clone(), v.to_string())),
+                    .map(|v| (n.to_string(), v.to_string())),
                 Edit::Remove(_) => None,
             }
         }));
@@ -827,26 +843,26 @@ fn routing_edits(
         Vec::new()
     };
     edits.push(Edit::Set(
-        routing.authority_header.clone(),
+        Cow::Owned(routing.authority_header.clone()),
         authority.into_bytes(),
     ));
     edits.push(Edit::Set(
-        routing.cluster_header.clone(),
+        Cow::Owned(routing.cluster_header.clone()),
         cluster.clone().into_bytes(),
     ));
-    edits.push(Edit::Set(":path".into(), path.into_bytes()));
+    edits.push(Edit::Set(Cow::Borrowed(":path"), path.into_bytes()));
     edits.extend(
         route
             .credentials
             .iter()
             .filter(|name| !(config.credentials.forward_authorization && **name == "authorization"))
-            .map(|name| Edit::Remove(name.to_string())),
+            .map(|name| Edit::Remove(Cow::Borrowed(*name))),
     );
     if let Some(cookie) = &pending.cookie {
         edits.push(
             match headers::without_session_cookies(&config.credentials, cookie.as_bytes()) {
-                Some(kept) => Edit::Set("cookie".into(), kept),
-                None => Edit::Remove("cookie".into()),
+                Some(kept) => Edit::Set(Cow::Borrowed("cookie"), kept),
+                None => Edit::Remove(Cow::Borrowed("cookie")),
             },
         );
     }
@@ -1471,21 +1487,14 @@ mod tests {
                 ("authorization", "Basic eA=="),
             ],
         );
-        let out = edited(
-            headers,
-            &["x-authentik-uid".to_string()],
-            vec![
-                Edit::Set(":path".into(), b"/x".to_vec()),
-                Edit::Set("cookie".into(), b"a=1".to_vec()),
-                Edit::Remove("authorization".into()),
-                Edit::Set("x-authentik-uid".into(), b"42".to_vec()),
-                Edit::Set("x-github-repo".into(), b"r".to_vec()),
-            ],
-        );
-        let names: Vec<(&str, &[u8])> = out
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_slice()))
-            .collect();
+        let edits = vec![
+            Edit::Set(":path".into(), b"/x".to_vec()),
+            Edit::Set("cookie".into(), b"a=1".to_vec()),
+            Edit::Remove("authorization".into()),
+            Edit::Set("x-authentik-uid".into(), b"42".to_vec()),
+            Edit::Set("x-github-repo".into(), b"r".to_vec()),
+        ];
+        let names = edited(&headers, &["x-authentik-uid".to_string()], &edits);
         assert_eq!(
             names,
             vec![

@@ -218,8 +218,11 @@ impl Host for TestHost {
         self.request.clone()
     }
 
-    fn set_request_headers(&mut self, headers: &[(String, Vec<u8>)]) {
-        self.request = headers.to_vec();
+    fn set_request_headers(&mut self, headers: &[(&str, &[u8])]) {
+        self.request = headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_vec()))
+            .collect();
     }
 
     fn remove_request_header(&mut self, name: &str) {

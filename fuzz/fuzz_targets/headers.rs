@@ -116,7 +116,7 @@ fn check_request(config: &Config, request: &Fields) {
             // What the filter set itself is allowed to pass for a gateway header.
             for edit in &edits {
                 if let Edit::Set(name, value) = edit {
-                    assert!(forwarded.contains(&(name.clone(), value.clone())));
+                    assert!(forwarded.contains(&(name.to_string(), value.clone())));
                 }
             }
             forwarded
@@ -124,7 +124,7 @@ fn check_request(config: &Config, request: &Fields) {
                 .filter(|field| {
                     !edits
                         .iter()
-                        .any(|e| matches!(e, Edit::Set(n, v) if (n, v) == (&field.0, &field.1)))
+                        .any(|e| matches!(e, Edit::Set(n, v) if (n.as_ref(), v) == (field.0.as_str(), &field.1)))
                 })
                 .collect()
         }
