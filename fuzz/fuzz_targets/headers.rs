@@ -82,6 +82,9 @@ fn check_request(config: &Config, request: &Fields) {
             for (name, value) in &pending.check_headers(&config.outpost) {
                 match name.as_str() {
                     ":method" | ":path" | ":authority" | "x-forwarded-host" => {}
+                    // The Rust outpost builds its return URL from it: the gateway's own word for
+                    // the client's scheme, nothing the client wrote.
+                    "x-forwarded-proto" => assert!(value == "http" || value == "https", "{value}"),
                     "cookie" => {
                         assert_eq!(value.as_bytes(), all(request, "cookie").join(&b"; "[..]))
                     }
