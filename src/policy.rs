@@ -20,11 +20,48 @@ pub enum Effect {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Rule {
-    repos: Vec<Pattern>,
+    repos: RepoPatterns,
     /// Empty together with `users`: the rule applies to every user.
     groups: Vec<String>,
     users: Vec<String>,
     effect: Effect,
+}
+
+/// A non-empty list of repository patterns, as a rule's `repos`: also what other components
+/// (the provisioner's allow-list) select repositories with, so the glob syntax has one definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoPatterns {
+    patterns: Vec<Pattern>,
+}
+
+impl RepoPatterns {
+    /// Parses a list of pattern strings; `path` names the list in refusals.
+    pub fn parse(path: &str, value: &Value) -> Result<RepoPatterns, ConfigError> {
+        let texts = strings(path, value)?;
+        if texts.is_empty() {
+            return Err(refuse(path, "must list at least one repository pattern"));
+        }
+        let patterns = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Pattern::parse(&format!("{path}[{i}]"), t))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(RepoPatterns { patterns })
+    }
+
+    /// Whether a canonical repository key (`github/octocat/hello-world`) matches any pattern.
+    pub fn matches(&self, repo: &str) -> bool {
+        let segments: Vec<&str> = repo.split('/').collect();
+        self.matches_segments(&segments)
+    }
+
+    fn matches_segments(&self, segments: &[&str]) -> bool {
+        self.patterns.iter().any(|p| p.matches(segments))
+    }
+
+    fn covers_everything(&self) -> bool {
+        self.patterns.iter().any(|p| p.segments == [Segment::Rest])
+    }
 }
 
 /// `github/acme/*` (one segment), `gitlab/group/**` (one or more), `*` (every repository).
@@ -57,7 +94,7 @@ impl Policy {
             let subject = (rule.users.is_empty() && rule.groups.is_empty())
                 || rule.users.iter().any(|u| u == user)
                 || rule.groups.iter().any(|g| groups.contains(&g.as_str()));
-            if subject && rule.repos.iter().any(|p| p.matches(&segments)) {
+            if subject && rule.repos.matches_segments(&segments) {
                 return Verdict {
                     effect: rule.effect,
                     rule: Some(i),
@@ -82,7 +119,7 @@ impl Policy {
                 || rule.users.iter().any(|u| u == user)
                 || rule.groups.iter().any(|g| groups.contains(&g.as_str()));
             if subject {
-                let everything = rule.repos.iter().any(|p| p.segments == [Segment::Rest]);
+                let everything = rule.repos.covers_everything();
                 return Verdict {
                     effect: if everything {
                         rule.effect
@@ -219,17 +256,7 @@ fn effect(path: &str, value: &Value) -> Result<Effect, ConfigError> {
 fn rule(path: &str, value: &Value) -> Result<Rule, ConfigError> {
     let mut fields = Fields::new(path, value)?;
     let repos = match fields.take("repos") {
-        Some((p, v)) => {
-            let texts = strings(&p, v)?;
-            if texts.is_empty() {
-                return Err(refuse(&p, "must list at least one repository pattern"));
-            }
-            texts
-                .iter()
-                .enumerate()
-                .map(|(i, t)| Pattern::parse(&format!("{p}[{i}]"), t))
-                .collect::<Result<Vec<_>, _>>()?
-        }
+        Some((p, v)) => RepoPatterns::parse(&p, v)?,
         None => {
             return Err(refuse(
                 &fields.child("repos"),
@@ -333,6 +360,36 @@ mod tests {
             Effect::Deny
         );
         assert_eq!(p.decide("github/acme/x", "bob", "").effect, Effect::Allow);
+    }
+
+    #[test]
+    fn repo_patterns_alone_match_like_rules() {
+        let list = RepoPatterns::parse(
+            "allow",
+            &serde_json::json!(["github/acme/*", "gitlab/platform/**"]),
+        )
+        .unwrap();
+        assert!(list.matches("github/acme/widgets"));
+        assert!(!list.matches("github/acme/widgets/x"));
+        assert!(!list.matches("github/other/widgets"));
+        assert!(list.matches("gitlab/platform/a/b"));
+        assert!(!list.matches("gitlab/platform"));
+        let everything = RepoPatterns::parse("allow", &serde_json::json!(["*"])).unwrap();
+        assert!(everything.matches("bitbucket/w/r"));
+        for (json, expected) in [
+            (serde_json::json!([]), "allow: must list at least one"),
+            (
+                serde_json::json!("github/*"),
+                "allow: must be a list of strings",
+            ),
+            (
+                serde_json::json!(["acme/*"]),
+                "allow[0]: \"acme/*\" must start with github/",
+            ),
+        ] {
+            let message = RepoPatterns::parse("allow", &json).unwrap_err().to_string();
+            assert!(message.contains(expected), "{json}: {message}");
+        }
     }
 
     #[test]

@@ -793,7 +793,8 @@ def test_workspace_scaling_and_timeouts():
     assert not any(k.startswith("autoscaling.knative.dev/") for k in svc["metadata"].get("annotations", {}))
     assert svc["spec"]["template"]["metadata"]["annotations"] == {
         "autoscaling.knative.dev/min-scale": "0",
-        "autoscaling.knative.dev/max-scale": "20",
+        # One workspace is one pod: a second pod would be a second clone (README).
+        "autoscaling.knative.dev/max-scale": "1",
         "autoscaling.knative.dev/target": "1",
         "autoscaling.knative.dev/scale-to-zero-pod-retention-period": "10m",
     }
