@@ -308,11 +308,32 @@ fn same_repository(workspace: &Workspace, target: &Target) -> bool {
         && workspace.spec.user == target.owner
 }
 
+/// Forgets a last-use write once the cache shows it (called for every Workspace change): from
+/// then on the cached value decides, whatever later sets it.
+pub fn forget_reflected_use(state: &State, workspace: &Workspace) {
+    let Some(seen) = workspace
+        .status
+        .as_ref()
+        .and_then(|s| s.last_used.as_ref())
+        .map(|t| t.0)
+    else {
+        return;
+    };
+    if let Ok(mut written) = state.last_used.lock() {
+        let name = workspace.name_any();
+        if written.get(&name).is_some_and(|ours| seen >= *ours) {
+            written.remove(&name);
+        }
+    }
+}
+
 /// Writes `status.lastUsed` when the last recorded use is older than the interval: at most one
 /// write per workspace per interval, in the background (the answer does not wait for it).
 fn record_use(state: &Arc<State>, workspace: &Workspace) {
     let name = workspace.name_any();
+    // Whole seconds: what the API server keeps of a Time, so the cached value compares equal.
     let now = Timestamp::now();
+    let now = Timestamp::from_second(now.as_second()).unwrap_or(now);
     let interval =
         SignedDuration::try_from(state.config.last_used_interval).unwrap_or(SignedDuration::MAX);
     let cached = last_use(workspace);
@@ -334,6 +355,8 @@ fn record_use(state: &Arc<State>, workspace: &Workspace) {
         }
         written.insert(name.clone(), now);
     }
+    // Counted before the answer leaves, so the counter is exact when the caller reads it.
+    bump(&state.metrics.writes_last_used);
     let state = state.clone();
     tokio::spawn(async move {
         let patch = json!({"status": {"lastUsed": Time(now)}});
@@ -341,7 +364,6 @@ fn record_use(state: &Arc<State>, workspace: &Workspace) {
             field_manager: Some(FIELD_MANAGER.into()),
             ..PatchParams::default()
         };
-        bump(&state.metrics.writes_last_used);
         let result: Result<Workspace, Error> = bounded(state.workspaces.patch_status(
             &name,
             &params,
@@ -370,12 +392,21 @@ async fn create(state: &Arc<State>, target: &Target) -> Answer {
         return existing(state, target, &workspace);
     }
     let now = Instant::now();
-    creation.pending.retain(|name, p| {
-        now.duration_since(p.at) < PENDING_FOR && state.workspace(name).is_none()
-    });
-    if creation.pending.contains_key(&target.name) {
-        return creating(target);
-    }
+    let pending: Vec<(String, String)> = {
+        let Ok(mut pending) = state.pending.lock() else {
+            return unavailable(target, "internal error".into());
+        };
+        pending.retain(|name, p| {
+            now.duration_since(p.at) < PENDING_FOR && state.workspace(name).is_none()
+        });
+        if pending.contains_key(&target.name) {
+            return creating(target);
+        }
+        pending
+            .values()
+            .map(|p| (p.user.clone(), p.groups.clone()))
+            .collect()
+    };
     let cached = state.workspace_store.state();
     let creators = cached
         .iter()
@@ -390,10 +421,11 @@ async fn create(state: &Arc<State>, target: &Target) -> Answer {
                     .unwrap_or_default(),
             })
         })
-        .chain(creation.pending.values().map(|p| Creator {
-            user: &p.user,
-            groups: &p.groups,
-        }));
+        .chain(
+            pending
+                .iter()
+                .map(|(user, groups)| Creator { user, groups }),
+        );
     if let Err(refusal) = check_quota(&state.config.limits, &target.user, &target.groups, creators)
     {
         return refused(target, &refusal);
@@ -412,14 +444,16 @@ async fn create(state: &Arc<State>, target: &Target) -> Answer {
         Ok(_) => {
             info!(workspace = %target.name, repository = %target.id.key(), user = %target.user, "workspace created");
             creation.log.record(&target.user, now);
-            creation.pending.insert(
-                target.name.clone(),
-                Pending {
-                    user: target.user.clone(),
-                    groups: target.groups.join("|"),
-                    at: now,
-                },
-            );
+            if let Ok(mut pending) = state.pending.lock() {
+                pending.insert(
+                    target.name.clone(),
+                    Pending {
+                        user: target.user.clone(),
+                        groups: target.groups.join("|"),
+                        at: now,
+                    },
+                );
+            }
             creating(target)
         }
         // Created meanwhile by someone the cache has not shown yet (another replica, kubectl).

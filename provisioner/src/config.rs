@@ -305,7 +305,7 @@ mod tests {
             ),
             (
                 r#"{"namespace": "ws", "mode": "per-repo", "limits": {"max": 1}}"#,
-                "limits: unknown field `max`",
+                "limits.max: unknown field `max`",
             ),
             (
                 r#"{"namespace": "ws", "mode": "per-repo", "limits": {"allowed_repositories": ["acme/*"]}}"#,

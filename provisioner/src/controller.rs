@@ -4,7 +4,7 @@
 //! owns, through the owner references).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -20,9 +20,9 @@ use tracing::{debug, info, warn};
 
 use devcontainer_gateway::names::{knative_service_name, per_user_service_name};
 
-use crate::desired::{self, contains, Owner};
+use crate::desired::{self, fingerprint, Owner};
 use crate::phase::{summarize, Observed, Summary};
-use crate::state::{bump, network_policy_resource, service_resource, State};
+use crate::state::{bump, network_policy_resource, service_resource, Cache, State};
 use crate::target::repo_id;
 use crate::workspace::{
     Phase, Workspace, WorkspaceSpec, WorkspaceStatus, CONDITION_PROVISIONED, CONDITION_READY,
@@ -31,6 +31,8 @@ use crate::workspace::{
 
 /// Every Kubernetes call the controller makes is bounded.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long an object that stays different after an apply of the same content is left alone.
+pub const REAPPLY_AFTER: Duration = Duration::from_secs(600);
 /// A Workspace is looked at again at least this often (idle expiry; cheap: reads the cache).
 const RECHECK: Duration = Duration::from_secs(3600);
 
@@ -101,40 +103,20 @@ pub async fn run(
         .default_backoff()
         .modify(|w: &mut Workspace| w.managed_fields_mut().clear())
         .reflect(writers.0)
+        .inspect(listed(&state, Cache::Workspaces))
         .applied_objects();
     let services = watcher(state.services.clone(), managed.clone())
         .default_backoff()
         .modify(|o: &mut DynamicObject| o.managed_fields_mut().clear())
         .reflect(writers.1)
+        .inspect(listed(&state, Cache::Services))
         .touched_objects();
     let network_policies = watcher(state.network_policies.clone(), managed)
         .default_backoff()
         .modify(|o: &mut DynamicObject| o.managed_fields_mut().clear())
         .reflect(writers.2)
+        .inspect(listed(&state, Cache::NetworkPolicies))
         .touched_objects();
-
-    let synced = {
-        let state = state.clone();
-        async move {
-            let ready = futures::future::try_join3(
-                state.workspace_store.wait_until_ready(),
-                state.service_store.wait_until_ready(),
-                state.network_policy_store.wait_until_ready(),
-            )
-            .await;
-            if ready.is_ok() {
-                state
-                    .synced
-                    .store(true, std::sync::atomic::Ordering::Release);
-                info!(
-                    workspaces = state.workspace_store.len(),
-                    services = state.service_store.len(),
-                    "caches synced; ensure API open"
-                );
-            }
-        }
-    };
-    tokio::spawn(synced);
 
     Controller::for_stream(workspaces, state.workspace_store.clone())
         .owns_stream_with(services, service_resource())
@@ -143,11 +125,32 @@ pub async fn run(
         .shutdown_on_signal()
         .run(reconcile, error_policy, state)
         .for_each(|result| async move {
-            if let Err(e) = result {
-                debug!(error = %e, "reconcile");
+            match result {
+                // A watch failed (API server down, RBAC): the watches retry with backoff.
+                Err(kube::runtime::controller::Error::QueueError(e)) => {
+                    warn!(error = %e, "watch failed; retrying")
+                }
+                // Already logged by error_policy, or a Workspace deleted meanwhile.
+                Err(e) => debug!(error = %e, "reconcile"),
+                Ok(_) => {}
             }
         })
         .await;
+}
+
+/// Marks `cache` complete when its watch has delivered the whole initial list (the reflector has
+/// stored it by then). Not `Store::wait_until_ready`: its future wakes only the last of several
+/// tasks waiting on it.
+fn listed<K>(
+    state: &Arc<State>,
+    cache: Cache,
+) -> impl FnMut(&Result<watcher::Event<K>, watcher::Error>) {
+    let state = state.clone();
+    move |event| {
+        if let Ok(watcher::Event::InitDone) = event {
+            state.mark_listed(cache);
+        }
+    }
 }
 
 fn error_policy(workspace: Arc<Workspace>, error: &Error, state: Arc<State>) -> Action {
@@ -163,11 +166,7 @@ pub fn last_use(workspace: &Workspace) -> Option<Timestamp> {
         .as_ref()
         .and_then(|s| s.last_used.as_ref())
         .map(|t| t.0);
-    let created = workspace.metadata.creation_timestamp.as_ref().map(|t| t.0);
-    match (recorded, created) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
-    }
+    recorded.or_else(|| workspace.metadata.creation_timestamp.as_ref().map(|t| t.0))
 }
 
 /// The name a Workspace must have for its spec: the gateway routes only to that one.
@@ -184,8 +183,16 @@ pub fn expected_name(spec: &WorkspaceSpec) -> Result<String, String> {
 }
 
 async fn reconcile(workspace: Arc<Workspace>, state: Arc<State>) -> Result<Action, Error> {
+    // The Workspace cache may be complete before those of the Services and NetworkPolicies: an
+    // object missing from a cache that is still loading is not missing (a restart would apply
+    // everything again).
+    state.wait_synced().await;
     bump(&state.metrics.reconciles);
+    crate::api::forget_reflected_use(&state, &workspace);
     let name = workspace.name_any();
+    if let Ok(mut pending) = state.pending.lock() {
+        pending.remove(&name);
+    }
     if workspace.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
@@ -231,6 +238,9 @@ async fn reconcile(workspace: Arc<Workspace>, state: Arc<State>) -> Result<Actio
     write_status(&workspace, &state, &summary).await?;
     if let Provisioned::Failed(message) = observed {
         return Err(Error::Invalid(message));
+    }
+    if let Ok(mut names) = state.reconciled.lock() {
+        names.insert(name);
     }
 
     let next = last_use(&workspace)
@@ -280,8 +290,9 @@ async fn provision(workspace: &Workspace, state: &State) -> Result<Provisioned, 
     )?;
     let params = PatchParams::apply(FIELD_MANAGER).force();
 
+    let key = format!("NetworkPolicy/{name}");
     let live_np = state.network_policy(&name).map(|o| to_value(&o));
-    if !live_np.is_some_and(|live| contains(&live, &desired.network_policy)) {
+    if should_apply(state, &key, live_np.as_ref(), &desired.network_policy) {
         bump(&state.metrics.writes_network_policy_apply);
         bounded(state.network_policies.patch(
             &name,
@@ -290,24 +301,62 @@ async fn provision(workspace: &Workspace, state: &State) -> Result<Provisioned, 
         ))
         .await
         .map_err(|e| format!("applying NetworkPolicy {name}: {e}"))?;
+        applied(state, key, &desired.network_policy);
         debug!(workspace = %name, "NetworkPolicy applied");
     }
 
+    let key = format!("Service/{name}");
     let live = state.service(&name).map(|o| to_value(&o));
-    match live {
-        Some(live) if contains(&live, &desired.service) => Ok(Provisioned::Service(live)),
-        _ => {
-            bump(&state.metrics.writes_service_apply);
-            let applied = bounded(state.services.patch(
-                &name,
-                &params,
-                &Patch::Apply(&desired.service),
-            ))
-            .await
-            .map_err(|e| format!("applying Knative Service {name}: {e}"))?;
-            info!(workspace = %name, "Knative Service applied");
-            Ok(Provisioned::Service(to_value(&applied)))
+    if !should_apply(state, &key, live.as_ref(), &desired.service) {
+        if let Some(live) = live {
+            return Ok(Provisioned::Service(live));
         }
+    }
+    bump(&state.metrics.writes_service_apply);
+    let result = bounded(
+        state
+            .services
+            .patch(&name, &params, &Patch::Apply(&desired.service)),
+    )
+    .await
+    .map_err(|e| format!("applying Knative Service {name}: {e}"))?;
+    applied(state, key, &desired.service);
+    info!(workspace = %name, "Knative Service applied");
+    Ok(Provisioned::Service(to_value(&result)))
+}
+
+/// Whether to apply `desired`: not when the live object already has it, and not again within
+/// [`REAPPLY_AFTER`] when the same content was applied and the API server keeps it different (a
+/// schema that prunes a field, a webhook that rewrites one): each apply would be a write, and
+/// each write a new watch event and reconcile.
+fn should_apply(state: &State, key: &str, live: Option<&Value>, desired: &Value) -> bool {
+    let Some(live) = live else {
+        return true;
+    };
+    let Some(difference) = desired::object_difference(live, desired) else {
+        return false;
+    };
+    info!(object = key, %difference, "differs from the template");
+    let Ok(applied) = state.applied.lock() else {
+        return true;
+    };
+    match applied.get(key) {
+        Some((print, at)) if *print == fingerprint(desired) && at.elapsed() < REAPPLY_AFTER => {
+            debug!(object = key, %difference, "differs from the template after apply; not applying again yet");
+            false
+        }
+        Some((print, _)) if *print == fingerprint(desired) => {
+            warn!(object = key, %difference, "differs from the template after apply (pruned or rewritten by the API server); applying again");
+            true
+        }
+        _ => true,
+    }
+}
+
+fn applied(state: &State, key: String, desired: &Value) {
+    if let Ok(mut applied) = state.applied.lock() {
+        applied.retain(|_, (_, at)| at.elapsed() < REAPPLY_AFTER);
+        applied.insert(key, (fingerprint(desired), Instant::now()));
     }
 }
 

@@ -110,15 +110,53 @@ fn tie(object: &mut Value, name: &str, owner: &Owner<'_>) -> Result<(), String> 
 /// change nothing, and the provisioner does not write. Maps may carry more keys (defaults other
 /// controllers add); lists must match element by element.
 pub fn contains(live: &Value, desired: &Value) -> bool {
+    object_difference(live, desired).is_none()
+}
+
+/// [`difference`] of two whole objects, without `apiVersion` and `kind`: the items of a list
+/// response of a built-in kind do not carry them, the URL says them.
+pub fn object_difference(live: &Value, desired: &Value) -> Option<String> {
+    let Value::Object(fields) = desired else {
+        return difference(live, desired);
+    };
+    fields
+        .iter()
+        .filter(|(k, _)| k.as_str() != "apiVersion" && k.as_str() != "kind")
+        .find_map(|(k, d)| match live.get(k) {
+            None => Some(format!(".{k}: missing")),
+            Some(l) => difference(l, d).map(|rest| format!(".{k}{rest}")),
+        })
+}
+
+/// The first path where `live` lacks or changes what `desired` says, for the log.
+pub fn difference(live: &Value, desired: &Value) -> Option<String> {
     match (live, desired) {
-        (Value::Object(live), Value::Object(desired)) => desired
-            .iter()
-            .all(|(k, d)| live.get(k).is_some_and(|l| contains(l, d))),
-        (Value::Array(live), Value::Array(desired)) => {
-            live.len() == desired.len() && live.iter().zip(desired).all(|(l, d)| contains(l, d))
+        (Value::Object(live), Value::Object(desired)) => {
+            desired.iter().find_map(|(k, d)| match live.get(k) {
+                None => Some(format!(".{k}: missing")),
+                Some(l) => difference(l, d).map(|rest| format!(".{k}{rest}")),
+            })
         }
-        (live, desired) => live == desired,
+        (Value::Array(live), Value::Array(desired)) => {
+            if live.len() != desired.len() {
+                return Some(format!(": {} items, not {}", live.len(), desired.len()));
+            }
+            live.iter()
+                .zip(desired)
+                .enumerate()
+                .find_map(|(i, (l, d))| difference(l, d).map(|rest| format!("[{i}]{rest}")))
+        }
+        (live, desired) if live == desired => None,
+        (live, desired) => Some(format!(": {live} instead of {desired}")),
     }
+}
+
+/// A fingerprint of one desired object, to recognise the same content applied again.
+pub fn fingerprint(desired: &Value) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    desired.to_string().hash(&mut hasher);
+    hasher.finish()
 }
 
 #[cfg(test)]
@@ -199,12 +237,28 @@ mod tests {
         let mut live = d.service.clone();
         live["metadata"]["resourceVersion"] = json!("42");
         live["status"] = json!({"conditions": []});
+        // A list response's items of built-in kinds carry no apiVersion and kind.
+        live.as_object_mut().unwrap().remove("kind");
         live["spec"]["traffic"] = json!([{"latestRevision": true, "percent": 100}]);
         assert!(contains(&live, &d.service));
         live["spec"]["template"]["spec"]["timeoutSeconds"] = json!(300);
         assert!(!contains(&live, &d.service));
+        assert_eq!(
+            object_difference(&live, &d.service).as_deref(),
+            Some(".spec.template.spec.timeoutSeconds: 300 instead of 600")
+        );
         let mut fewer = d.network_policy.clone();
         fewer["spec"]["policyTypes"] = json!(["Ingress"]);
-        assert!(!contains(&fewer, &d.network_policy));
+        assert_eq!(
+            object_difference(&fewer, &d.network_policy).as_deref(),
+            Some(".spec.policyTypes: 1 items, not 2")
+        );
+        fewer["metadata"]["labels"]
+            .as_object_mut()
+            .unwrap()
+            .remove(WORKSPACE_LABEL);
+        assert!(object_difference(&fewer, &d.network_policy)
+            .unwrap()
+            .starts_with(".metadata.labels.devcontainer-gateway.io/workspace: missing"));
     }
 }

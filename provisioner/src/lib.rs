@@ -11,6 +11,7 @@
         clippy::expect_used,
         clippy::panic,
         clippy::indexing_slicing,
+        clippy::arithmetic_side_effects,
         clippy::unreachable,
         clippy::todo,
         clippy::unimplemented
@@ -58,4 +59,34 @@ pub fn read_token(path: &std::path::Path) -> Result<Vec<u8>, String> {
         ));
     }
     Ok(token.as_bytes().to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_checked_in_crd_is_the_generated_one() {
+        let checked_in = include_str!("../../istio/provisioner/workspace-crd.yaml");
+        assert!(
+            super::crd_yaml().unwrap() == checked_in,
+            "istio/provisioner/workspace-crd.yaml is out of date: \
+             target/debug/devcontainer-provisioner crd > istio/provisioner/workspace-crd.yaml"
+        );
+    }
+
+    #[test]
+    fn tokens_are_read_trimmed_and_refused_when_weak() {
+        let dir = std::env::temp_dir().join(format!("dcgw-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("token");
+        std::fs::write(&path, format!("{}\n", "a".repeat(40))).unwrap();
+        assert_eq!(super::read_token(&path).unwrap(), "a".repeat(40).as_bytes());
+        std::fs::write(&path, "short").unwrap();
+        assert!(super::read_token(&path)
+            .unwrap_err()
+            .contains("at least 32"));
+        std::fs::write(&path, "replace me: openssl rand -hex 32 and more").unwrap();
+        assert!(super::read_token(&path).unwrap_err().contains("whitespace"));
+        assert!(super::read_token(&dir.join("missing")).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -128,7 +128,7 @@ impl CreationLog {
             return Ok(());
         }
         let oldest = times.front().copied().unwrap_or(now);
-        let retry_after = (oldest + HOUR).saturating_duration_since(now);
+        let retry_after = HOUR.saturating_sub(now.saturating_duration_since(oldest));
         Err(Refusal::RateLimited { limit, retry_after })
     }
 

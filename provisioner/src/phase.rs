@@ -66,43 +66,39 @@ pub fn summarize(observed: &Observed<'_>) -> Summary {
             };
             let reason = text(ready.get("reason"));
             let message = text(ready.get("message"));
-            match ready.get("status").and_then(Value::as_str) {
-                Some("True") => Summary {
-                    phase: Phase::Ready,
-                    ready: "True",
-                    reason: if reason.is_empty() {
-                        "Ready".into()
-                    } else {
-                        reason
-                    },
-                    message,
-                },
-                Some("False") => Summary {
-                    phase: Phase::Failed,
-                    ready: "False",
-                    reason: if reason.is_empty() {
-                        "NotReady".into()
-                    } else {
-                        reason
-                    },
-                    message: if message.is_empty() {
-                        "Knative reports the Service not ready, without a message".into()
-                    } else {
-                        message
-                    },
-                },
-                _ => Summary {
-                    phase: Phase::Starting,
-                    ready: "Unknown",
-                    reason: if reason.is_empty() {
-                        "Starting".into()
-                    } else {
-                        reason
-                    },
-                    message,
-                },
+            let (phase, ready, default_reason, default_message) =
+                match ready.get("status").and_then(Value::as_str) {
+                    Some("True") => (Phase::Ready, "True", "Ready", "the workspace is ready"),
+                    Some("False") => (
+                        Phase::Failed,
+                        "False",
+                        "NotReady",
+                        "Knative reports the Service not ready, without a message",
+                    ),
+                    _ => (
+                        Phase::Starting,
+                        "Unknown",
+                        "Starting",
+                        "the workspace is starting",
+                    ),
+                };
+            // Never empty: a person reads them, and Kubernetes 1.20 turns "" in a merge patch
+            // into null, which the Condition schema refuses.
+            Summary {
+                phase,
+                ready,
+                reason: or(reason, default_reason),
+                message: or(message, default_message),
             }
         }
+    }
+}
+
+fn or(text: String, default: &str) -> String {
+    if text.is_empty() {
+        default.to_string()
+    } else {
+        text
     }
 }
 
@@ -146,6 +142,13 @@ mod tests {
         assert_eq!(s.message, "Back-off pulling image \"x\"");
         let bare = with_ready(json!({"type": "Ready", "status": "False"}));
         assert_eq!(summarize(&Observed::Present(&bare)).reason, "NotReady");
+        for status in ["True", "False", "Unknown"] {
+            let quiet = with_ready(json!({"type": "Ready", "status": status}));
+            assert!(
+                !summarize(&Observed::Present(&quiet)).message.is_empty(),
+                "{status}"
+            );
+        }
         let s = summarize(&Observed::ApplyFailed("forbidden".into()));
         assert_eq!((s.phase, s.message.as_str()), (Phase::Failed, "forbidden"));
     }

@@ -2,8 +2,8 @@
 //! three watched caches (Workspaces, their Knative Services and NetworkPolicies), the creation
 //! lock with its bookkeeping, the last-use throttle, and the counters `/metrics` shows.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
@@ -34,21 +34,42 @@ pub struct State {
     /// Held while deciding on and making one creation: quotas count exactly, and concurrent
     /// ensures for one repository make one Workspace.
     pub creation: tokio::sync::Mutex<Creation>,
+    /// Workspaces created by this process and not yet seen in the cache (the controller removes
+    /// each one as it sees it): they count for quotas, and a second request does not create them
+    /// again.
+    pub pending: Mutex<HashMap<String, Pending>>,
     /// Last-use writes not yet seen in the Workspace cache: workspace name -> time written.
     pub last_used: Mutex<HashMap<String, Timestamp>>,
     pub metrics: Metrics,
-    /// Set once all three caches hold a complete list: before that, a missing Workspace might
-    /// exist, and quotas would count too few.
-    pub synced: AtomicBool,
+    /// Objects applied recently: "Kind/name" -> (fingerprint of the content, when).
+    pub applied: Mutex<HashMap<String, (u64, Instant)>>,
+    /// Workspaces reconciled at least once since this process started (for `/metrics`: a restart
+    /// has looked at everything once this equals the number of workspaces).
+    pub reconciled: Mutex<HashSet<String>>,
+    /// Which caches hold a complete list (bits of [`Cache`]): before all do, a missing Workspace
+    /// might exist, and quotas would count too few.
+    listed: tokio::sync::watch::Sender<u8>,
 }
 
-/// Workspaces this process created that the cache may not show yet, and who created them.
+/// The three watched caches, as bits.
+#[derive(Debug, Clone, Copy)]
+pub enum Cache {
+    Workspaces = 1,
+    Services = 2,
+    NetworkPolicies = 4,
+}
+
+impl Cache {
+    pub const ALL: u8 = 7;
+}
+
+/// What the creation lock guards besides the decision itself.
 #[derive(Default)]
 pub struct Creation {
-    pub pending: HashMap<String, Pending>,
     pub log: CreationLog,
 }
 
+/// A Workspace this process created that the cache has not shown yet, and who created it.
 pub struct Pending {
     pub user: String,
     pub groups: String,
@@ -92,14 +113,41 @@ impl State {
             token: RwLock::new(token_digest(token)),
             creation: tokio::sync::Mutex::new(Creation::default()),
             last_used: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
             metrics: Metrics::default(),
-            synced: AtomicBool::new(false),
+            reconciled: Mutex::new(HashSet::new()),
+            applied: Mutex::new(HashMap::new()),
+            listed: tokio::sync::watch::Sender::new(0),
             config,
         }
     }
 
     pub fn is_synced(&self) -> bool {
-        self.synced.load(Ordering::Acquire)
+        *self.listed.borrow() == Cache::ALL
+    }
+
+    pub fn mark_listed(&self, cache: Cache) {
+        let mut first = false;
+        self.listed.send_modify(|bits| {
+            first = *bits != Cache::ALL;
+            *bits |= cache as u8;
+            first &= *bits == Cache::ALL;
+        });
+        if first {
+            tracing::info!(
+                workspaces = self.workspace_store.len(),
+                services = self.service_store.len(),
+                network_policies = self.network_policy_store.len(),
+                "caches synced; ensure API open"
+            );
+        }
+    }
+
+    /// Returns once every cache holds a complete list.
+    pub async fn wait_synced(&self) {
+        let mut rx = self.listed.subscribe();
+        // Err only if the sender is gone, i.e. never while `self` lives.
+        let _ = rx.wait_for(|bits| *bits == Cache::ALL).await;
     }
 
     /// Compares digests, so neither the length nor a prefix of the token leaks through timing.
@@ -201,6 +249,17 @@ impl Metrics {
         out.push_str(&format!(
             "devcontainer_provisioner_reconcile_errors_total {}\n",
             get(&self.reconcile_errors)
+        ));
+        let reconciled = match state.reconciled.lock() {
+            Ok(mut names) => {
+                names.retain(|name| state.workspace(name).is_some());
+                names.len()
+            }
+            Err(_) => 0,
+        };
+        out.push_str("# TYPE devcontainer_provisioner_workspaces_reconciled gauge\n");
+        out.push_str(&format!(
+            "devcontainer_provisioner_workspaces_reconciled {reconciled}\n"
         ));
         out.push_str("# TYPE devcontainer_provisioner_workspaces gauge\n");
         out.push_str(&format!(
