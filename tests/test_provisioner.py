@@ -273,6 +273,11 @@ def test_bad_requests_and_bad_tokens_are_refused_and_create_nothing(kube_cluster
         assert status == 400, (body, answer)
         assert answer["phase"] == "Invalid" and answer["reason"] == reason, (body, answer)
         assert answer["message"], body
+    # The message says what was wrong.
+    message = p.ensure_raw(b'{"forge": "github", "repository": "a/b", "user": "alice", "image": "x"}')[2]["message"]
+    assert message.startswith("body.image: unknown field `image`"), message
+    message = p.ensure_raw(b'{"forge": "github", "repository": "a/b/c", "user": "alice"}')[2]["message"]
+    assert "a/b/c" in message and "(/github/{owner}/{repo}/)" in message, message
     good = b'{"forge": "github", "repository": "octocat/hello-world", "user": "alice"}'
     for token, headers in [
         (None, {}),
@@ -296,7 +301,7 @@ def test_bad_requests_and_bad_tokens_are_refused_and_create_nothing(kube_cluster
     assert names(kube_cluster, "Workspace") == []
     metrics = p.metrics()
     assert metrics['devcontainer_provisioner_ensure_total{outcome="unauthorized"}'] == 8
-    assert metrics['devcontainer_provisioner_ensure_total{outcome="invalid"}'] == len(BAD_BODIES)
+    assert metrics['devcontainer_provisioner_ensure_total{outcome="invalid"}'] == len(BAD_BODIES) + 2
 
 
 def test_twenty_concurrent_first_ensures_make_one_workspace(kube_cluster, start):
