@@ -23,6 +23,7 @@ pub mod config;
 pub mod controller;
 pub mod desired;
 pub mod limits;
+pub mod packed;
 pub mod phase;
 pub mod state;
 pub mod target;
