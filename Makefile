@@ -8,6 +8,7 @@ PY        := $(VENV)/bin/python
 PORT      ?= 10000
 COLD_START ?= 3
 IDLE      ?= 60
+CREATE    ?= 3
 VERSION   := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
 .PHONY: build test lint unit unit-wasm integration venv run image cli bench soak build-opt fuzz clean
@@ -43,9 +44,10 @@ integration: build venv
 
 test: lint unit unit-wasm integration
 
-# The whole flow on http://127.0.0.1:$(PORT): Envoy + filter, development outpost, cold workspaces.
-run: build venv
-	$(PY) tests/devstack.py --port $(PORT) --cold-start $(COLD_START) --idle $(IDLE)
+# The whole flow on http://127.0.0.1:$(PORT): Envoy + filter, development outpost, a development
+# provisioner that creates each repository's workspace on its first visit, cold workspaces.
+run: build venv cli
+	$(PY) tests/devstack.py --port $(PORT) --cold-start $(COLD_START) --idle $(IDLE) --create $(CREATE)
 
 # Throughput, latency, CPU and memory against baselines of the same run; needs nginx and wrk
 # (apt-get install nginx-light wrk; binaryen for the wasm-opt size). See bench/README.md.

@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::names::{is_dns1035_label, is_dns1123_label, is_header_name, Forge};
 use crate::policy::{self, Policy};
+use crate::provision::{self, Provisioner};
 
 /// Check endpoint of authentik's outpost for Envoy (contract authentik §1).
 pub const DEFAULT_CHECK_PREFIX: &str = "/outpost.goauthentik.io/auth/envoy";
@@ -69,6 +70,15 @@ pub struct Config {
     pub forges: Forges,
     /// One `log` line per decision (user, repository, outcome, latency).
     pub access_log: bool,
+    /// `None`: workspaces exist only where an admin rendered them.
+    pub provisioner: Option<Provisioner>,
+}
+
+impl Config {
+    /// How long a workspace that answered counts as warm.
+    pub fn warm_for(&self) -> Duration {
+        self.starting_page.map_or(DEFAULT_WARM_FOR, |s| s.warm_for)
+    }
 }
 
 /// What of the user's credentials is taken off a request before it reaches a workspace.
@@ -81,12 +91,22 @@ pub struct Credentials {
 }
 
 impl Credentials {
+    /// Whether a cookie of this name is authentik's. The `__Host-` and `__Secure-` prefixes are
+    /// looked through (any case, as browsers compare them): they change where a cookie may be
+    /// set, not whose it is.
     pub fn is_session_cookie(&self, name: &[u8]) -> bool {
-        let name = name.to_ascii_lowercase();
+        let bare = strip_prefix_ignore_case(name, b"__host-")
+            .or_else(|| strip_prefix_ignore_case(name, b"__secure-"))
+            .unwrap_or(name);
         self.cookie_prefixes
             .iter()
-            .any(|prefix| name.starts_with(prefix.as_bytes()))
+            .any(|prefix| strip_prefix_ignore_case(bare, prefix.as_bytes()).is_some())
     }
+}
+
+fn strip_prefix_ignore_case<'a>(text: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    let (head, rest) = text.split_at_checked(prefix.len())?;
+    head.eq_ignore_ascii_case(prefix).then_some(rest)
 }
 
 /// The decision cache: allowed outcomes only, shared by every worker.
@@ -324,6 +344,19 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         Some((path, value)) => boolean(&path, value)?,
         None => true,
     };
+    let provisioner = match top.take("provisioner") {
+        Some((path, value)) => {
+            if let Mode::Shared { .. } = routing.mode {
+                return Err(refuse(
+                    &path,
+                    "creates one Knative Service per repository (or user and repository); \
+                     routing.mode \"shared\" has one Service for all: use per-repo or per-user",
+                ));
+            }
+            Some(provision::parse(&path, value)?)
+        }
+        None => None,
+    };
     top.finish()?;
     if routing.mode == Mode::PerUser && identity_headers.iter().all(|h| h != "x-authentik-username")
     {
@@ -343,6 +376,7 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         starting_page,
         forges,
         access_log,
+        provisioner,
     })
 }
 
@@ -352,7 +386,7 @@ pub(crate) fn boolean(path: &str, value: &Value) -> Result<bool, ConfigError> {
         .ok_or_else(|| refuse(path, format!("must be true or false, not {}", kind(value))))
 }
 
-fn duration(
+pub(crate) fn duration(
     path: &str,
     value: &Value,
     min: Duration,
@@ -904,7 +938,7 @@ fn parse_duration(text: &str) -> Option<Duration> {
     Some(Duration::from_secs_f64(seconds))
 }
 
-fn is_authority(text: &str) -> bool {
+pub(crate) fn is_authority(text: &str) -> bool {
     let (host, port) = match text.rsplit_once(':') {
         Some((host, port)) => (host, Some(port)),
         None => (text, None),

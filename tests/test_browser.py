@@ -10,43 +10,21 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import tempfile
 import time
 import urllib.parse
-from pathlib import Path
 
 import pytest
-from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from chromium import SHOTS, WAIT, chromium
 from devstack import DevStack
-from harness import ARTIFACTS, free_port
+from harness import free_port
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-SHOTS = ARTIFACTS / "browser"
 REPO_PATH = "/github/octocat/hello-world"
 REPO_URL = "https://github.com/octocat/hello-world"
-WAIT = 20.0  # covers the 1 s cold start and a 2 s reload with a wide margin; the test fails rather than hangs
 FLOW = 30.0  # the whole walk, every wait included
-
-# Headless as root on a closed network: without the background/update/sync flags Chromium keeps
-# dialling out and floods the log with refused connections; QUIC off keeps it on plain TCP.
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1280,900",
-]
 
 
 @pytest.fixture
@@ -57,32 +35,8 @@ def stack():
 
 @pytest.fixture
 def browser():
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.is_file()]
-    if missing:
-        pytest.fail(
-            f"{', '.join(missing)} not found: install the Debian packages "
-            "`chromium` and `chromium-driver` (apt-get install chromium chromium-driver)"
-        )
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    profile = tempfile.mkdtemp(prefix="dcgw-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in CHROMIUM_FLAGS + [f"--user-data-dir={profile}"]:
-        options.add_argument(flag)
-    # An explicit driver path keeps Selenium Manager (which would try to download one) out of it.
-    service = Service(str(CHROMEDRIVER), log_output=str(SHOTS / "chromedriver.log"))
-    driver = None
-    try:
-        driver = webdriver.Chrome(service=service, options=options)
-        driver.set_page_load_timeout(WAIT)
-        driver.set_script_timeout(WAIT)
+    with chromium() as driver:
         yield driver
-    finally:
-        if driver is not None:
-            driver.quit()  # also stops this chromedriver
-        else:
-            service.stop()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 _deadline = [float("inf")]

@@ -223,3 +223,40 @@ def test_the_sign_out_page_on_a_workspace_host_reaches_the_outpost(hosts, domain
     assert r.status == 302 and "/end-session/" in r.header("location")
     after = hosts.get("/x", [("Cookie", session)], host=HELLO)
     assert after.status == 302
+
+
+# ---------------------------------------------------------------------------------------------
+# What a workspace's answer may clear, and the outpost's other addresses
+
+
+@pytest.mark.parametrize("sent, kept", [
+    ('"cookies"', None),  # the whole registrable domain: authentik's cookie, every other workspace host
+    ('"cache"', None),
+    ('"*"', '"storage", "executionContexts"'),
+    ('"storage", "cookies"', '"storage"'),
+    ('"storage"', '"storage"'),
+])
+def test_clear_site_data_keeps_only_what_stays_on_the_workspaces_own_host(hosts, upstream, session, sent, kept):
+    r = hosts.get("/x", [("Cookie", session), (RESPONSE_HEADER, f"Clear-Site-Data: {sent}")], host=HELLO)
+    assert r.status == 200
+    assert r.all("clear-site-data") == ([kept] if kept else [])
+
+
+@pytest.mark.parametrize("host", [HELLO, f"auth.{DOMAIN}", DOMAIN])
+@pytest.mark.parametrize("path", ["/outpost.goauthentik.io/auth/envoy", "/outpost.goauthentik.io/auth/nginx",
+                                  "/OUTPOST.goauthentik.io/auth/envoy/x", "/outpost.goauthentik.io/%61uth/caddy"])
+def test_the_outposts_check_endpoints_are_refused_on_every_host(hosts, domain_outpost, upstream, session, host, path):
+    r = hosts.get(path, [("Cookie", session)], host=host)
+    assert r.status in (400, 403), r.body
+    assert not [n for n, _ in r.headers if n.lower().startswith("x-authentik")]
+    assert domain_outpost.checks == [] and upstream.requests == []
+
+
+def test_a_session_cookie_planted_for_the_parent_domain_is_refused_not_used(hosts, domain_outpost, upstream, session):
+    """A workspace's script can set a cookie in authentik's name for the parent domain (with a
+    longer Path, so browsers send it first): the outpost would read it and the user would act as
+    whoever's session it holds."""
+    planted = domain_outpost.session_cookie_header("admin")
+    r = hosts.get("/deep/x", [("Cookie", f"{planted}; {session}")], host=VSCODE)
+    assert r.status == 400 and b"twice" in r.body
+    assert domain_outpost.checks == [] and upstream.requests == []

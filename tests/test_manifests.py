@@ -22,6 +22,8 @@ import pytest
 import yaml
 from jsonschema import Draft7Validator, FormatChecker
 
+from harness import assert_outpost_pages_only
+
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 ISTIO = ROOT / "istio"
@@ -84,6 +86,8 @@ CONFIG_REFERENCE: dict = {
     "starting_page": {"enabled": bool, "warm_for": str, "wake_timeout": str, "refresh": str},
     "forges": {forge: {"base_url": str} for forge in ("github", "gitlab", "bitbucket")},
     "access_log": bool,
+    "provisioner": {"cluster": str, "authority": str, "token_env": str, "token": str, "path": str, "timeout": str,
+                    "touch_every": str},
 }
 # Defaults of the reference that the manifests depend on.
 CONFIG_DEFAULTS = {
@@ -674,7 +678,8 @@ def test_workspace_route_matches_the_filters_header_only():
         assert all("headers" not in m for m in route["match"])
         assert all(d["destination"]["host"] != host for d in route.get("route", [])), "second way to a workspace"
     outpost = routes["outpost"]
-    assert outpost["match"] == [{"uri": {"prefix": "/outpost.goauthentik.io/"}}]
+    [match] = outpost["match"]
+    assert_outpost_pages_only(match["uri"]["regex"])
     _, port, _, host = plugin_config()["outpost"]["cluster"].split("|")
     assert [r["destination"] for r in outpost["route"]] == [{"host": host, "port": {"number": int(port)}}]
 
