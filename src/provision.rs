@@ -198,6 +198,9 @@ pub fn parse(path: &str, value: &Value) -> Result<Provisioner, ConfigError> {
 /// provisioner validates the name again and computes the Service name itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ensure {
+    /// The Service the gateway routes to: the provisioner refuses the call when its own name
+    /// differs (the two disagree on the routing mode or the naming function).
+    pub service: String,
     pub forge: &'static str,
     pub repository: String,
     pub user: String,
@@ -207,6 +210,7 @@ pub struct Ensure {
 impl Ensure {
     pub fn body(&self) -> Vec<u8> {
         json!({
+            "service": self.service,
             "forge": self.forge,
             "repository": self.repository,
             "user": self.user,
@@ -542,7 +546,7 @@ fn read(status: Option<u32>, body: &[u8], service: &str) -> Result<Answer, Strin
                 },
             })
         }
-        400 | 403 | 429 => Ok(Answer {
+        400 | 403 | 409 | 429 => Ok(Answer {
             phase: Phase::Refused,
             status,
             reason: text("message")
@@ -828,6 +832,7 @@ mod tests {
     fn the_call_names_the_repository_and_the_user() {
         let p = section(FULL).unwrap();
         let ensure = Ensure {
+            service: "octocat--hello-world".into(),
             forge: "github",
             repository: "octocat/hello-world".into(),
             user: "alice".into(),
@@ -836,7 +841,7 @@ mod tests {
         let body: Value = serde_json::from_slice(&ensure.body()).unwrap();
         assert_eq!(
             body,
-            json!({"forge":"github","repository":"octocat/hello-world","user":"alice","groups":["developers"]})
+            json!({"service":"octocat--hello-world","forge":"github","repository":"octocat/hello-world","user":"alice","groups":["developers"]})
         );
         let headers = ensure.headers(&p, "tok");
         assert!(headers.contains(&(":method".into(), "PUT".into())));

@@ -687,6 +687,7 @@ fn routing_edits(config: &Config, route: &Route, identity: Identity) -> (Vec<Edi
     }
     let ensure = match (&config.provisioner, &routing.mode, repo) {
         (Some(_), Mode::PerRepo | Mode::PerUser, Some(id)) => Some(Ensure {
+            service: service.clone(),
             forge: id.forge().segment(),
             repository: format!("{}/{}", id.owner(), id.repo()),
             user: identity.username.clone(),
