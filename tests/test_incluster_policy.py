@@ -852,3 +852,18 @@ def test_istio_evaluator_semantics():
     root = {"metadata": {"name": "root", "namespace": ROOT_NAMESPACE}, "spec": {"action": "DENY", "rules": [{}]}}
     assert authorize([root], pod, req("a")) == (False, "root"), "the root namespace applies mesh-wide"
     assert authorize([], dataclasses.replace(pod, meshed=False), req(None)) == (True, None)
+
+
+def test_the_main_readme_states_the_same_paths_and_statuses():
+    """README.md's "Inside the cluster" table is the short form of istio/security/README.md's."""
+    def rows(text: str) -> list[tuple[str, str, str]]:
+        found = []
+        for line in text.splitlines():
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if len(cells) >= 4 and re.fullmatch(r"`[a-z-]+`", cells[0]) and cells[2] in ("open", "closed"):
+                found.append((cells[0], cells[2], "" if cells[3] == "—" else cells[3]))
+        return found
+
+    full = rows(TABLE.read_text())
+    main = rows((ROOT / "README.md").read_text().split("**Inside the cluster.**", 1)[1].split("**Origins.**", 1)[0])
+    assert main == full and len(full) >= 16
