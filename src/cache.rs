@@ -66,6 +66,35 @@ pub fn key(
     })
 }
 
+/// The keys a logout (or login callback) ends: its credentials together, as a check of the same
+/// request would have been cached, and each session cookie alone and with its `Authorization`.
+/// The outpost ends only the session it reads (the first cookie of its name); the cache must not
+/// keep serving any session the request carried.
+pub fn logout_keys(
+    config: &Config,
+    host: &str,
+    cookie: Option<&[u8]>,
+    authorization: Option<&[u8]>,
+) -> Vec<Key> {
+    let mut keys: Vec<Key> = Vec::new();
+    let mut add = |key: Option<Key>| {
+        if let Some(key) = key {
+            if !keys.iter().any(|k| k.session == key.session) {
+                keys.push(key);
+            }
+        }
+    };
+    add(key(config, host, cookie, authorization));
+    add(key(config, host, None, authorization));
+    for pair in cookie.unwrap_or_default().split(|b| *b == b';') {
+        add(key(config, host, Some(pair), None));
+        if authorization.is_some() {
+            add(key(config, host, Some(pair), authorization));
+        }
+    }
+    keys
+}
+
 /// The shared-data name of `key`'s slot.
 pub fn slot(key: &Key, max_entries: u32) -> String {
     let [a, b, c, d, ..] = key.session;

@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::names::{is_dns1035_label, is_dns1123_label, is_header_name, Forge};
 use crate::policy::{self, Policy};
+use crate::provision::{self, Provisioner};
 
 /// Check endpoint of authentik's outpost for Envoy (contract authentik §1).
 pub const DEFAULT_CHECK_PREFIX: &str = "/outpost.goauthentik.io/auth/envoy";
@@ -69,6 +70,15 @@ pub struct Config {
     pub forges: Forges,
     /// One `log` line per decision (user, repository, outcome, latency).
     pub access_log: bool,
+    /// `None`: workspaces exist only where an admin rendered them.
+    pub provisioner: Option<Provisioner>,
+}
+
+impl Config {
+    /// How long a workspace that answered counts as warm.
+    pub fn warm_for(&self) -> Duration {
+        self.starting_page.map_or(DEFAULT_WARM_FOR, |s| s.warm_for)
+    }
 }
 
 /// What of the user's credentials is taken off a request before it reaches a workspace.
@@ -81,12 +91,22 @@ pub struct Credentials {
 }
 
 impl Credentials {
+    /// Whether a cookie of this name is authentik's. The `__Host-` and `__Secure-` prefixes are
+    /// looked through (any case, as browsers compare them): they change where a cookie may be
+    /// set, not whose it is.
     pub fn is_session_cookie(&self, name: &[u8]) -> bool {
-        let name = name.to_ascii_lowercase();
+        let bare = strip_prefix_ignore_case(name, b"__host-")
+            .or_else(|| strip_prefix_ignore_case(name, b"__secure-"))
+            .unwrap_or(name);
         self.cookie_prefixes
             .iter()
-            .any(|prefix| name.starts_with(prefix.as_bytes()))
+            .any(|prefix| strip_prefix_ignore_case(bare, prefix.as_bytes()).is_some())
     }
+}
+
+fn strip_prefix_ignore_case<'a>(text: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    let (head, rest) = text.split_at_checked(prefix.len())?;
+    head.eq_ignore_ascii_case(prefix).then_some(rest)
 }
 
 /// The decision cache: allowed outcomes only, shared by every worker.
@@ -133,6 +153,18 @@ pub struct Outpost {
     pub authority: Option<String>,
     pub path_prefix: String,
     pub timeout: Duration,
+    pub generation: Generation,
+}
+
+/// Which implementation of authentik's proxy outpost answers the check: they differ in what the
+/// check must carry (tests/fakes/authentik-rust-outpost.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Generation {
+    /// The Go outpost of authentik up to 2026.6 (contract authentik).
+    #[default]
+    Go,
+    /// The Rust outpost of authentik 2026.8 and later.
+    Rust,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -324,6 +356,19 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         Some((path, value)) => boolean(&path, value)?,
         None => true,
     };
+    let provisioner = match top.take("provisioner") {
+        Some((path, value)) => {
+            if let Mode::Shared { .. } = routing.mode {
+                return Err(refuse(
+                    &path,
+                    "creates one Knative Service per repository (or user and repository); \
+                     routing.mode \"shared\" has one Service for all: use per-repo or per-user",
+                ));
+            }
+            Some(provision::parse(&path, value)?)
+        }
+        None => None,
+    };
     top.finish()?;
     if routing.mode == Mode::PerUser && identity_headers.iter().all(|h| h != "x-authentik-username")
     {
@@ -343,6 +388,7 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         starting_page,
         forges,
         access_log,
+        provisioner,
     })
 }
 
@@ -352,7 +398,7 @@ pub(crate) fn boolean(path: &str, value: &Value) -> Result<bool, ConfigError> {
         .ok_or_else(|| refuse(path, format!("must be true or false, not {}", kind(value))))
 }
 
-fn duration(
+pub(crate) fn duration(
     path: &str,
     value: &Value,
     min: Duration,
@@ -568,6 +614,30 @@ fn parse_outpost(path: &str, value: &Value) -> Result<Outpost, ConfigError> {
         }
         None => None,
     };
+    let generation = match fields.take("generation") {
+        Some((p, v)) => match string(&p, v)? {
+            "go" => Generation::Go,
+            "rust" => Generation::Rust,
+            other => {
+                return Err(refuse(
+                    &p,
+                    format!("{other:?} is not \"go\" (authentik up to 2026.6) or \"rust\" (2026.8 and later)"),
+                ))
+            }
+        },
+        None => Generation::Go,
+    };
+    if let (Some(fixed), Generation::Rust) = (&authority, generation) {
+        // The Rust outpost reads X-Forwarded-Host only to pick the application (and only from
+        // trusted peers); the URL it returns to after the login is built from the Host.
+        return Err(refuse(
+            &format!("{path}.authority"),
+            format!(
+                "authentik's Rust outpost (generation \"rust\") builds the return URL from the check's Host, \
+                 not from X-Forwarded-Host, so every login would end on {fixed:?}; leave it unset"
+            ),
+        ));
+    }
     let path_prefix = match fields.take("path_prefix") {
         Some((p, v)) => {
             let prefix = string(&p, v)?;
@@ -614,6 +684,7 @@ fn parse_outpost(path: &str, value: &Value) -> Result<Outpost, ConfigError> {
         authority,
         path_prefix,
         timeout,
+        generation,
     })
 }
 
@@ -904,7 +975,7 @@ fn parse_duration(text: &str) -> Option<Duration> {
     Some(Duration::from_secs_f64(seconds))
 }
 
-fn is_authority(text: &str) -> bool {
+pub(crate) fn is_authority(text: &str) -> bool {
     let (host, port) = match text.rsplit_once(':') {
         Some((host, port)) => (host, Some(port)),
         None => (text, None),
@@ -940,6 +1011,7 @@ mod tests {
         assert_eq!(config.outpost.authority, None);
         assert_eq!(config.outpost.path_prefix, DEFAULT_CHECK_PREFIX);
         assert_eq!(config.outpost.timeout, Duration::from_secs(2));
+        assert_eq!(config.outpost.generation, Generation::Go);
         assert_eq!(config.identity_headers.len(), 6);
         assert!(!config
             .identity_headers
@@ -1014,6 +1086,33 @@ mod tests {
             "a.ws.example"
         );
         assert_eq!(config.routing.cluster_template.render("a", "ws"), "ksvc_a");
+    }
+
+    #[test]
+    fn the_rust_outpost_is_named_and_refuses_a_fixed_authority() {
+        let rust = parse(br#"{"outpost":{"cluster":"c","generation":"rust"}}"#).unwrap();
+        assert_eq!(rust.outpost.generation, Generation::Rust);
+        let go = parse(br#"{"outpost":{"cluster":"c","generation":"go","authority":"ak:9000"}}"#)
+            .unwrap();
+        assert_eq!(go.outpost.generation, Generation::Go);
+        assert_eq!(go.outpost.authority.as_deref(), Some("ak:9000"));
+        assert!(refused(
+            r#"{"outpost":{"cluster":"c","generation":"rust","authority":"ak:9000"}}"#
+        )
+        .starts_with(
+            "outpost.authority: authentik's Rust outpost (generation \"rust\") builds the return URL \
+             from the check's Host, not from X-Forwarded-Host, so every login would end on \"ak:9000\""
+        ));
+        // Absent (or null) authority is what the Rust outpost needs.
+        assert!(
+            parse(br#"{"outpost":{"cluster":"c","generation":"rust","authority":null}}"#).is_ok()
+        );
+        for bad in [r#""Rust""#, r#""2026.8""#, "1"] {
+            let message = refused(&format!(
+                r#"{{"outpost":{{"cluster":"c","generation":{bad}}}}}"#
+            ));
+            assert!(message.starts_with("outpost.generation: "), "{message}");
+        }
     }
 
     #[test]

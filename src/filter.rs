@@ -14,7 +14,8 @@ use crate::auth::OutpostResponse;
 use crate::cache;
 use crate::config::{self, Config};
 use crate::headers;
-use crate::reply::{self, Client, LocalReply};
+use crate::provision::{self, Then};
+use crate::reply::{self, Client, LocalReply, Progress};
 use crate::request::{self, Edit, Next, Pending, Resume, Workspace};
 use crate::starting::{self, Navigation, Warmth};
 
@@ -40,9 +41,11 @@ enum Counter {
     StartingPages,
     ColdStarts,
     WorkspaceHeadersDropped,
+    ProvisionerCalls,
+    ProvisionerFailures,
 }
 
-const COUNTER_NAMES: [&str; 14] = [
+const COUNTER_NAMES: [&str; 16] = [
     "devcontainer_gateway_outpost_checks_total",
     "devcontainer_gateway_allowed_total",
     "devcontainer_gateway_auth_redirects_total",
@@ -57,6 +60,8 @@ const COUNTER_NAMES: [&str; 14] = [
     "devcontainer_gateway_starting_pages_total",
     "devcontainer_gateway_cold_starts_total",
     "devcontainer_gateway_workspace_headers_dropped_total",
+    "devcontainer_gateway_provisioner_calls_total",
+    "devcontainer_gateway_provisioner_failures_total",
 ];
 
 #[derive(Clone, Copy)]
@@ -122,10 +127,26 @@ struct Wake {
     headers: Vec<(String, String)>,
 }
 
+/// A provisioner call, queued by a request and made by the root context.
+struct EnsureCall {
+    service: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+/// The root context's calls under way.
+enum Call {
+    Wake { service: String, since: u64 },
+    Ensure { service: String },
+}
+
 /// What the root context and this worker's requests share.
 #[derive(Default)]
 struct Shared {
     wakes: Vec<Wake>,
+    ensures: Vec<EnsureCall>,
+    /// The provisioner's bearer token, read from the VM's environment at configuration time.
+    bearer: Option<String>,
     /// When this worker last told the others that a Service answered, to write that at most
     /// every few seconds per Service rather than on every response.
     marked_warm: HashMap<String, u64>,
@@ -136,32 +157,74 @@ struct Root {
     config: Option<Rc<Config>>,
     metrics: Rc<Metrics>,
     shared: Rc<RefCell<Shared>>,
-    /// Wake-up calls under way: token → (Service, since).
-    calls: HashMap<u32, (String, u64)>,
+    calls: HashMap<u32, Call>,
 }
 
 impl Context for Root {
-    fn on_http_call_response(&mut self, token: u32, _headers: usize, _body: usize, _: usize) {
-        let Some((service, since)) = self.calls.remove(&token) else {
+    fn on_http_call_response(&mut self, token: u32, headers: usize, body: usize, _: usize) {
+        let Some(call) = self.calls.remove(&token) else {
             return;
         };
         let status = self
             .get_http_call_response_header(":status")
             .and_then(|s| s.parse::<u32>().ok());
         let now = now_ms();
-        let warmth = if starting::is_awake(status) {
-            self.metrics
-                .record(Histogram::ColdStartWait, now.saturating_sub(since));
-            Warmth::Warm { at: now }
-        } else {
-            log::warn!("devcontainer-gateway: waking {service:?} failed: answer {status:?}");
-            Warmth::Failed { at: now }
-        };
-        let _ = self.set_shared_data(
-            &starting::key(&service),
-            Some(&starting::encode(warmth)),
-            None,
-        );
+        match call {
+            Call::Wake { service, since } => {
+                let warmth = if starting::is_awake(status) {
+                    self.metrics
+                        .record(Histogram::ColdStartWait, now.saturating_sub(since));
+                    Warmth::Warm { at: now }
+                } else {
+                    log::warn!(
+                        "devcontainer-gateway: waking {service:?} failed: answer {status:?}"
+                    );
+                    Warmth::Failed { at: now }
+                };
+                let _ = self.set_shared_data(
+                    &starting::key(&service),
+                    Some(&starting::encode(warmth)),
+                    None,
+                );
+            }
+            Call::Ensure { service } => {
+                let status = status.filter(|_| headers > 0);
+                let body = match body {
+                    0 => Vec::new(),
+                    n => self.get_http_call_response_body(0, n).unwrap_or_default(),
+                };
+                self.remember_answer(&service, status, &body, now);
+            }
+        }
+    }
+}
+
+impl Root {
+    /// Keeps the provisioner's answer about `service` for every worker.
+    fn remember_answer(&self, service: &str, status: Option<u32>, body: &[u8], now: u64) {
+        let key = provision::key(service);
+        let last = self
+            .get_shared_data(&key)
+            .0
+            .and_then(|b| provision::decode(&b));
+        let (answer, failed) =
+            provision::answer(status, body, service, last.as_ref().and_then(|s| s.last()));
+        if let Some(why) = failed {
+            self.metrics.add(Counter::ProvisionerFailures, 1);
+            log::warn!("devcontainer-gateway: provisioner about {service:?}: {why}");
+        }
+        let state = provision::State::Known { at: now, answer };
+        let _ = self.set_shared_data(&key, Some(&provision::encode(&state)), None);
+        for _ in 0..4 {
+            let (bytes, cas) = self.get_shared_data(provision::CLAIMS_KEY);
+            let released = provision::release(&bytes.unwrap_or_default(), service);
+            if self
+                .set_shared_data(provision::CLAIMS_KEY, Some(&released), cas)
+                .is_ok()
+            {
+                break;
+            }
+        }
     }
 }
 
@@ -177,7 +240,21 @@ impl RootContext for Root {
                     config.routing.mode,
                     config.cache.ttl
                 );
-                if config.starting_page.is_some() {
+                if let Some(provisioner) = &config.provisioner {
+                    match provisioner.bearer(|name| std::env::var(name).ok()) {
+                        Ok(bearer) => self.shared.borrow_mut().bearer = Some(bearer),
+                        Err(e) => {
+                            log::error!("devcontainer-gateway: configuration refused: {e}");
+                            return false;
+                        }
+                    }
+                }
+                if config.provisioner.is_some()
+                    && self.get_shared_data(provision::CLAIMS_KEY).1.is_none()
+                {
+                    let _ = self.set_shared_data(provision::CLAIMS_KEY, Some(b""), None);
+                }
+                if config.starting_page.is_some() || config.provisioner.is_some() {
                     self.set_tick_period(Duration::from_millis(200));
                 }
                 self.config = Some(Rc::new(config));
@@ -194,10 +271,49 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
-        let wakes = std::mem::take(&mut self.shared.borrow_mut().wakes);
+        let (wakes, ensures) = {
+            let mut shared = self.shared.borrow_mut();
+            (
+                std::mem::take(&mut shared.wakes),
+                std::mem::take(&mut shared.ensures),
+            )
+        };
         let Some(config) = self.config.clone() else {
             return;
         };
+        if let Some(provisioner) = &config.provisioner {
+            for ensure in ensures {
+                let headers: Vec<(&str, &str)> = ensure
+                    .headers
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.as_str()))
+                    .collect();
+                self.metrics.add(Counter::ProvisionerCalls, 1);
+                match self.dispatch_http_call(
+                    &provisioner.cluster,
+                    headers,
+                    Some(&ensure.body),
+                    vec![],
+                    provisioner.timeout,
+                ) {
+                    Ok(token) => {
+                        self.calls.insert(
+                            token,
+                            Call::Ensure {
+                                service: ensure.service,
+                            },
+                        );
+                    }
+                    Err(status) => {
+                        log::warn!(
+                            "devcontainer-gateway: cannot call provisioner cluster {:?}: {status:?}",
+                            provisioner.cluster
+                        );
+                        self.remember_answer(&ensure.service, None, &[], now_ms());
+                    }
+                }
+            }
+        }
         let Some(starting_page) = config.starting_page else {
             return;
         };
@@ -215,7 +331,13 @@ impl RootContext for Root {
                 starting_page.wake_timeout,
             ) {
                 Ok(token) => {
-                    self.calls.insert(token, (wake.service, wake.since));
+                    self.calls.insert(
+                        token,
+                        Call::Wake {
+                            service: wake.service,
+                            since: wake.since,
+                        },
+                    );
                 }
                 Err(status) => {
                     log::warn!(
@@ -240,7 +362,7 @@ impl RootContext for Root {
             request_id: None,
             original: Vec::new(),
             strip: Vec::new(),
-            forget: None,
+            forget: Vec::new(),
         }))
     }
 
@@ -293,9 +415,9 @@ struct Filter {
     /// the check runs: the allowed request is handed back in one call.
     original: Vec<(String, Vec<u8>)>,
     strip: Vec<String>,
-    /// A logout or login callback: its session's cache slot is emptied when it arrives and again
-    /// when its answer does, so a check that raced with it cannot outlive it.
-    forget: Option<cache::Key>,
+    /// A logout or login callback: the cache slots of its sessions are emptied when it arrives
+    /// and again when its answer does, so a check that raced with it cannot outlive it.
+    forget: Vec<cache::Key>,
 }
 
 /// How a decision came about, for the access log.
@@ -398,6 +520,20 @@ impl Filter {
                 workspace,
             } => {
                 if let Some(ws) = &workspace {
+                    if let Some((mut page, outcome)) = self.provision_gate(config, ws, &client) {
+                        self.log(&ws.user, &ws.repo, outcome, page.status, source);
+                        self.metrics.add(
+                            if outcome == "creating" {
+                                Counter::StartingPages
+                            } else {
+                                Counter::Refused
+                            },
+                            1,
+                        );
+                        with_cookies(&mut page, &set_cookies);
+                        self.send_page(page);
+                        return false;
+                    }
                     if let Some(mut page) = self.starting_page(config, ws, &client) {
                         self.log(&ws.user, &ws.repo, "starting", page.status, source);
                         self.metrics.add(Counter::StartingPages, 1);
@@ -454,12 +590,127 @@ impl Filter {
                 Some(reply::starting(
                     202,
                     &ws.repo,
+                    Progress::Starting,
                     now.saturating_sub(since) / 1000,
                     starting_page.refresh.as_secs(),
                     client,
                 ))
             }
         }
+    }
+
+    /// With a provisioner: what a request for a workspace not known to be warm gets while the
+    /// workspace is created, or is refused (`None`: it exists, carry on). Asks the provisioner
+    /// when nobody is asking and what is known is stale.
+    fn provision_gate(
+        &self,
+        config: &Config,
+        ws: &Workspace,
+        client: &Client,
+    ) -> Option<(LocalReply, &'static str)> {
+        let provisioner = config.provisioner.as_ref()?;
+        let ensure = ws.ensure.as_ref()?;
+        let now = self.started;
+        if self.is_warm(config, &ws.service, now) {
+            return None;
+        }
+        let key = provision::key(&ws.service);
+        let (bytes, cas) = self.get_shared_data(&key);
+        let state = bytes.as_deref().and_then(provision::decode);
+        let step = provision::step(state.as_ref(), now, provisioner.timeout);
+        if step.ask {
+            self.ask_provisioner(ws, ensure, state, cas, now);
+        }
+        match step.then {
+            Then::Proceed => None,
+            Then::Creating if ws.navigation => {
+                let refresh = config.starting_page.map_or(2, |s| s.refresh.as_secs());
+                Some((
+                    reply::starting(202, &ws.repo, Progress::Creating, 0, refresh, client),
+                    "creating",
+                ))
+            }
+            Then::Creating => {
+                let mut reply =
+                    reply::refuse(503, "the workspace is being created; retry shortly", client);
+                reply.headers.push(("retry-after".into(), "2".into()));
+                Some((reply, "creating"))
+            }
+            Then::Refused { status, reason } => {
+                let mut reply = reply::refuse(status, &reason, client);
+                if matches!(status, 429 | 503) {
+                    reply.headers.push(("retry-after".into(), "10".into()));
+                }
+                Some((reply, "refused"))
+            }
+        }
+    }
+
+    /// Whether `service` answered within the warm period (then the provisioner is not asked).
+    fn is_warm(&self, config: &Config, service: &str, now: u64) -> bool {
+        let warmth = self
+            .get_shared_data(&starting::key(service))
+            .0
+            .and_then(|b| starting::decode(&b));
+        matches!(warmth, Some(Warmth::Warm { at })
+            if u128::from(now.saturating_sub(at)) < config.warm_for().as_millis())
+    }
+
+    /// Claims the provisioner call about `ws` (compare-and-swap on its entry) and queues it
+    /// for the root context.
+    fn ask_provisioner(
+        &self,
+        ws: &Workspace,
+        ensure: &provision::Ensure,
+        state: Option<provision::State>,
+        cas: Option<u32>,
+        now: u64,
+    ) {
+        let Some(bearer) = self.shared.borrow().bearer.clone() else {
+            return;
+        };
+        let Some(provisioner) = self.config.as_ref().and_then(|c| c.provisioner.as_ref()) else {
+            return;
+        };
+        if !self.claim(&ws.service, now, provisioner.timeout) {
+            return;
+        }
+        let asking = provision::State::Asking {
+            since: now,
+            last: state.as_ref().and_then(|s| s.last()).cloned(),
+        };
+        let _ = self.set_shared_data(
+            &provision::key(&ws.service),
+            Some(&provision::encode(&asking)),
+            cas,
+        );
+        self.shared.borrow_mut().ensures.push(EnsureCall {
+            service: ws.service.clone(),
+            headers: ensure.headers(provisioner, &bearer),
+            body: ensure.body(),
+        });
+    }
+
+    /// Adds `service` to the calls under way, unless a worker has it already (a few
+    /// compare-and-swap rounds; losing them all means the next reload asks).
+    fn claim(&self, service: &str, now: u64, timeout: Duration) -> bool {
+        for _ in 0..4 {
+            let (bytes, cas) = self.get_shared_data(provision::CLAIMS_KEY);
+            let Some(cas) = cas else {
+                return false;
+            };
+            let Some(claims) = provision::claim(&bytes.unwrap_or_default(), service, now, timeout)
+            else {
+                return false;
+            };
+            if self
+                .set_shared_data(provision::CLAIMS_KEY, Some(&claims), Some(cas))
+                .is_ok()
+            {
+                return true;
+            }
+        }
+        false
     }
 
     /// Claims the wake-up of `ws` for this worker (compare-and-swap: one wake across workers)
@@ -481,9 +732,9 @@ impl Filter {
         });
     }
 
-    /// Empties the cache slot of a logout's (or callback's) session.
+    /// Empties the cache slots of a logout's (or callback's) sessions.
     fn forget_session(&self, config: &Config) {
-        if let Some(key) = &self.forget {
+        for key in &self.forget {
             let slot = cache::slot(key, config.cache.max_entries);
             let _ = self.set_shared_data(&slot, Some(&cache::tombstone()), None);
         }
@@ -522,21 +773,32 @@ impl Filter {
     }
 
     /// A workspace answered: tell the other workers, at most every few seconds per Service.
-    fn mark_warm(&self, config: &Config, service: &str) {
-        let Some(starting_page) = config.starting_page else {
-            return;
-        };
-        // The request's start is recent enough, and spares a host call per response.
-        let now = self.started;
-        let every = u64::try_from(starting_page.warm_for.as_millis() / 4).unwrap_or(u64::MAX);
-        let mut shared = self.shared.borrow_mut();
-        let last = shared.marked_warm.get(service).copied().unwrap_or(0);
-        if now.saturating_sub(last) < every {
+    /// With a provisioner, the same moment tells it (at most every `touch_every` per workspace)
+    /// that the workspace is in use, so that its idle expiry does not remove a busy one.
+    fn mark_warm(&self, config: &Config, ws: &Workspace) {
+        if config.starting_page.is_none() && config.provisioner.is_none() {
             return;
         }
-        shared.marked_warm.insert(service.to_string(), now);
+        // The request's start is recent enough, and spares a host call per response.
+        let now = self.started;
+        let every = u64::try_from(config.warm_for().as_millis() / 4).unwrap_or(u64::MAX);
+        {
+            let mut shared = self.shared.borrow_mut();
+            let last = shared.marked_warm.get(&ws.service).copied().unwrap_or(0);
+            if now.saturating_sub(last) < every {
+                return;
+            }
+            shared.marked_warm.insert(ws.service.clone(), now);
+        }
         let warm = starting::encode(Warmth::Warm { at: now });
-        let _ = self.set_shared_data(&starting::key(service), Some(&warm), None);
+        let _ = self.set_shared_data(&starting::key(&ws.service), Some(&warm), None);
+        if let (Some(provisioner), Some(ensure)) = (&config.provisioner, &ws.ensure) {
+            let (bytes, cas) = self.get_shared_data(&provision::key(&ws.service));
+            let state = bytes.as_deref().and_then(provision::decode);
+            if provision::needs_touch(state.as_ref(), now, provisioner.touch_every) {
+                self.ask_provisioner(ws, ensure, state, cas, now);
+            }
+        }
     }
 }
 
@@ -736,8 +998,8 @@ impl HttpContext for Filter {
             self.send_page(request::not_found(&client));
             return Action::Pause;
         }
+        let headers = self.get_http_response_headers_bytes();
         if let Some(ws) = &workspace {
-            let headers = self.get_http_response_headers_bytes();
             let status = headers
                 .iter()
                 .find(|(n, _)| n == ":status")
@@ -752,6 +1014,7 @@ impl HttpContext for Filter {
                     reply::starting(
                         503,
                         &ws.repo,
+                        Progress::Starting,
                         0,
                         config.starting_page.map_or(2, |s| s.refresh.as_secs()),
                         &client,
@@ -770,23 +1033,31 @@ impl HttpContext for Filter {
                 self.send_page(reply);
                 return Action::Pause;
             }
-            self.mark_warm(&config, &ws.service);
-            let fix = headers::fix_response(&config.credentials, &headers);
-            if fix.dropped > 0 {
-                self.metrics
-                    .add(Counter::WorkspaceHeadersDropped, fix.dropped);
-                log::warn!(
-                    "devcontainer-gateway: dropped {} response header(s) of workspace {:?}: {:?}",
-                    fix.dropped,
-                    ws.service,
-                    fix.remove
-                );
-                for name in &fix.remove {
-                    self.set_http_response_header(name, None);
-                }
-                for cookie in &fix.keep_cookies {
-                    self.add_http_response_header_bytes("set-cookie", cookie);
-                }
+            self.mark_warm(&config, ws);
+        }
+        let responder = match &workspace {
+            Some(_) => headers::Responder::Workspace {
+                own_origin: config.routing.workspace_domain.is_some(),
+            },
+            None => headers::Responder::RouteTable,
+        };
+        let fix = headers::fix_response(&config.credentials, responder, &headers);
+        if fix.dropped > 0 {
+            self.metrics
+                .add(Counter::WorkspaceHeadersDropped, fix.dropped);
+            log::warn!(
+                "devcontainer-gateway: dropped {} response header(s) from {}: {:?}",
+                fix.dropped,
+                workspace
+                    .as_ref()
+                    .map_or("the route table's upstream", |ws| ws.service.as_str()),
+                fix.remove
+            );
+            for name in &fix.remove {
+                self.set_http_response_header(name, None);
+            }
+            for (name, value) in &fix.add {
+                self.add_http_response_header_bytes(name, value);
             }
         }
         for cookie in &set_cookies {

@@ -67,55 +67,142 @@ pub fn without_session_cookies(credentials: &Credentials, cookie: &[u8]) -> Opti
     }
 }
 
-/// What a workspace's response may not carry: identity headers (it cannot speak for the outpost)
-/// and cookies in authentik's namespace or for a wider domain than its own host.
+/// Who answered a forwarded request: the response rules depend on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Responder {
+    /// A workspace (hostile code). `own_origin`: host-based mode, where its host is its origin.
+    Workspace { own_origin: bool },
+    /// Whatever the route table sent the request to (the outpost's pages, authentik): trusted
+    /// with cookies, but never to hand identity headers to a browser.
+    RouteTable,
+}
+
+/// The response headers to take off (and the values to put back) before the client sees them.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ResponseFix {
-    /// Header names to remove entirely (identity headers, and `set-cookie` when any is dropped).
+    /// Header names to remove entirely.
     pub remove: Vec<String>,
-    /// The `Set-Cookie` values to put back, in order, when `set-cookie` was removed.
-    pub keep_cookies: Vec<Vec<u8>>,
-    /// How many header values were dropped.
+    /// Values to add back after the removal (kept `Set-Cookie`s in order, a reduced
+    /// `Clear-Site-Data`).
+    pub add: Vec<(String, Vec<u8>)>,
+    /// How many header values were dropped or reduced.
     pub dropped: usize,
 }
 
-pub fn fix_response(credentials: &Credentials, headers: &[(String, Vec<u8>)]) -> ResponseFix {
+/// `Clear-Site-Data` directives a workspace on its own origin may keep: both act on that origin
+/// only. `"cookies"` reaches the whole registrable domain (authentik's session cookie, every
+/// other workspace host), and `"cache"` is not bound to the origin in every browser.
+const OWN_ORIGIN_CLEARING: [&str; 2] = ["\"storage\"", "\"executioncontexts\""];
+
+/// The rules every forwarded response passes:
+/// - from anyone: no `X-authentik-*` header reaches a browser (the outpost's identity and token
+///   are for the gateway alone);
+/// - from a workspace: no `Set-Cookie` in authentik's namespace, with a `Domain`, or without a
+///   name (browsers then name it by its value); no `Set-Cookie2`; `Clear-Site-Data` only with
+///   directives that stay on the workspace's own origin (none in path mode, where the origin is
+///   shared with every workspace and with authentik's cookie).
+pub fn fix_response(
+    credentials: &Credentials,
+    responder: Responder,
+    headers: &[(String, Vec<u8>)],
+) -> ResponseFix {
     let mut fix = ResponseFix::default();
-    let mut any_cookie_dropped = false;
+    let mut cookies: Vec<&[u8]> = Vec::new();
+    let mut cookie_dropped = false;
+    let remove = |fix: &mut ResponseFix, name: &str| {
+        fix.dropped = fix.dropped.saturating_add(1);
+        if !fix.remove.iter().any(|n| n == name) {
+            fix.remove.push(name.to_string());
+        }
+    };
     for (name, value) in headers {
         if name
             .as_bytes()
             .get(..IDENTITY_PREFIX.len())
             .is_some_and(|head| same_folded(head, IDENTITY_PREFIX.as_bytes()))
         {
-            if !fix.remove.contains(name) {
-                fix.remove.push(name.clone());
-            }
-            fix.dropped = fix.dropped.saturating_add(1);
-        } else if name.eq_ignore_ascii_case("set-cookie") {
+            remove(&mut fix, name);
+            continue;
+        }
+        let Responder::Workspace { own_origin } = responder else {
+            continue;
+        };
+        if name.eq_ignore_ascii_case("set-cookie") {
             if is_hostile_cookie(credentials, value) {
-                any_cookie_dropped = true;
+                cookie_dropped = true;
                 fix.dropped = fix.dropped.saturating_add(1);
             } else {
-                fix.keep_cookies.push(value.clone());
+                cookies.push(value);
+            }
+        } else if name.eq_ignore_ascii_case("set-cookie2") {
+            remove(&mut fix, name);
+        } else if name.eq_ignore_ascii_case("clear-site-data") {
+            let kept = own_origin.then(|| own_origin_clearing(value)).flatten();
+            if kept.as_deref() != Some(value.as_slice()) {
+                remove(&mut fix, name);
+                if let Some(kept) = kept {
+                    fix.add.push((name.clone(), kept));
+                }
             }
         }
     }
-    if any_cookie_dropped {
+    if cookie_dropped {
         fix.remove.push("set-cookie".into());
-    } else {
-        fix.keep_cookies.clear();
+        fix.add.extend(
+            cookies
+                .into_iter()
+                .map(|c| ("set-cookie".into(), c.to_vec())),
+        );
     }
     fix
 }
 
-/// A `Set-Cookie` in authentik's namespace (it could log the user out, or fixate a session), or
-/// with any `Domain` attribute (host-only cookies are the only ones that stay with one workspace).
+/// The directives of a `Clear-Site-Data` value that stay on the workspace's own origin, in
+/// their order, or `None` when none is left. `"*"` asks for everything and gets those.
+fn own_origin_clearing(value: &[u8]) -> Option<Vec<u8>> {
+    let mut kept: Vec<&str> = Vec::new();
+    for directive in value.split(|b| *b == b',').map(trim) {
+        let lower = directive.to_ascii_lowercase();
+        let wanted: &[&str] = if lower == b"\"*\"" {
+            &OWN_ORIGIN_CLEARING
+        } else {
+            match OWN_ORIGIN_CLEARING.iter().find(|d| d.as_bytes() == lower) {
+                Some(d) => std::slice::from_ref(d),
+                None => &[],
+            }
+        };
+        for d in wanted {
+            if !kept.contains(d) {
+                kept.push(d);
+            }
+        }
+    }
+    (!kept.is_empty()).then(|| {
+        kept.iter()
+            .map(|d| match *d {
+                "\"executioncontexts\"" => "\"executionContexts\"",
+                other => other,
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+            .into_bytes()
+    })
+}
+
+/// A `Set-Cookie` a workspace may not send, judged as browsers parse it: the name is what comes
+/// before the first `=` of the first `;`-part, trimmed. Hostile: a name in authentik's namespace
+/// (it could log the user out, or fixate a session), no name at all (`=authentik_proxy_x=v` or
+/// `v`: some browsers then send the value alone, `authentik_proxy_x=v`, which is that cookie),
+/// or any `Domain` attribute (host-only cookies are the only ones that stay with one host).
 fn is_hostile_cookie(credentials: &Credentials, value: &[u8]) -> bool {
     let mut parts = value.split(|b| *b == b';');
     let pair = trim(parts.next().unwrap_or_default());
-    let name = trim(pair.split(|b| *b == b'=').next().unwrap_or_default());
-    credentials.is_session_cookie(name)
+    let Some(equals) = pair.iter().position(|b| *b == b'=') else {
+        return true;
+    };
+    let name = trim(pair.get(..equals).unwrap_or_default());
+    name.is_empty()
+        || credentials.is_session_cookie(name)
         || parts.any(|attribute| {
             let key = trim(attribute.split(|b| *b == b'=').next().unwrap_or_default());
             key.eq_ignore_ascii_case(b"domain")
@@ -214,10 +301,19 @@ mod tests {
         );
     }
 
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+        list.iter()
+            .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
+    const PATH_MODE: Responder = Responder::Workspace { own_origin: false };
+    const HOST_MODE: Responder = Responder::Workspace { own_origin: true };
+
     #[test]
     fn hostile_response_headers_are_dropped_and_the_rest_kept_in_order() {
         let c = config().credentials;
-        let headers: Vec<(String, Vec<u8>)> = [
+        let headers = pairs(&[
             (":status", "200"),
             ("set-cookie", "a=1; Path=/"),
             ("set-cookie", "authentik_proxy_1=stolen; Path=/"),
@@ -225,21 +321,110 @@ mod tests {
             ("set-cookie", "b=2; domain=.example.com"),
             ("X_Authentik_Groups", "admins"),
             ("set-cookie", "c=3; HttpOnly"),
-        ]
-        .iter()
-        .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
-        .collect();
-        let fix = fix_response(&c, &headers);
+        ]);
+        let fix = fix_response(&c, PATH_MODE, &headers);
         assert_eq!(
             fix.remove,
             vec!["x-authentik-username", "X_Authentik_Groups", "set-cookie"]
         );
         assert_eq!(
-            fix.keep_cookies,
-            vec![b"a=1; Path=/".to_vec(), b"c=3; HttpOnly".to_vec()]
+            fix.add,
+            pairs(&[
+                ("set-cookie", "a=1; Path=/"),
+                ("set-cookie", "c=3; HttpOnly")
+            ])
         );
         assert_eq!(fix.dropped, 4);
-        let clean = fix_response(&c, &headers[..2]);
+        let clean = fix_response(&c, PATH_MODE, &headers[..2]);
         assert_eq!(clean, ResponseFix::default());
+    }
+
+    #[test]
+    fn cookies_are_judged_as_browsers_parse_them() {
+        let c = config().credentials;
+        for hostile in [
+            "=authentik_proxy_x=v",
+            " = authentik_proxy_x=v; Path=/",
+            "authentik_proxy_x",
+            "noequals; Path=/",
+            "__Host-authentik_proxy_x=v; Path=/; Secure",
+            "__SECURE-Authentik_Session=v; Secure",
+            "  authentik_proxy_x =v",
+            "a=1; Path=/; Domain=gw.example",
+            "a=1;domain",
+        ] {
+            let fix = fix_response(&c, PATH_MODE, &pairs(&[("set-cookie", hostile)]));
+            assert_eq!(fix.remove, vec!["set-cookie"], "{hostile}");
+            assert!(fix.add.is_empty(), "{hostile}");
+        }
+        for harmless in [
+            "a=",
+            "a=authentik_proxy_x",
+            "__Host-session=1; Path=/; Secure",
+            "my_authentik=1",
+            "a=1; Path=/authentik_proxy; Max-Age=0",
+        ] {
+            let fix = fix_response(&c, PATH_MODE, &pairs(&[("set-cookie", harmless)]));
+            assert_eq!(fix, ResponseFix::default(), "{harmless}");
+        }
+    }
+
+    #[test]
+    fn clear_site_data_never_leaves_the_workspaces_own_origin() {
+        let c = config().credentials;
+        let csd = |responder, value: &str| {
+            fix_response(&c, responder, &pairs(&[("Clear-Site-Data", value)]))
+        };
+        // Path mode: the origin is every workspace's and authentik's.
+        for value in ["\"cookies\"", "\"*\"", "\"storage\"", "\"cache\"", "junk"] {
+            let fix = csd(PATH_MODE, value);
+            assert_eq!(
+                (fix.remove, fix.add, fix.dropped),
+                (vec!["Clear-Site-Data".to_string()], vec![], 1)
+            );
+        }
+        // Host mode: what stays on the workspace's own host is kept, the rest removed.
+        let fix = csd(HOST_MODE, "\"cache\", \"Storage\",\"cookies\"");
+        assert_eq!(fix.remove, vec!["Clear-Site-Data"]);
+        assert_eq!(fix.add, pairs(&[("Clear-Site-Data", "\"storage\"")]));
+        let fix = csd(HOST_MODE, "\"*\"");
+        assert_eq!(
+            fix.add,
+            pairs(&[("Clear-Site-Data", "\"storage\", \"executionContexts\"")])
+        );
+        assert_eq!(csd(HOST_MODE, "\"cookies\"").add, vec![]);
+        assert_eq!(csd(HOST_MODE, "\"storage\""), ResponseFix::default());
+        // Not a workspace: authentik may clear its own site.
+        assert_eq!(
+            csd(Responder::RouteTable, "\"cookies\""),
+            ResponseFix::default()
+        );
+    }
+
+    #[test]
+    fn identity_headers_never_pass_whoever_sends_them() {
+        let c = config().credentials;
+        let headers = pairs(&[
+            ("x-authentik-jwt", "token"),
+            ("X-Authentik-Username", "alice"),
+            ("set-cookie", "authentik_proxy_1=s; Path=/; HttpOnly"),
+            ("set-cookie2", "a=1"),
+            ("clear-site-data", "\"cookies\""),
+        ]);
+        let fix = fix_response(&c, Responder::RouteTable, &headers);
+        assert_eq!(fix.remove, vec!["x-authentik-jwt", "X-Authentik-Username"]);
+        assert!(fix.add.is_empty());
+        let fix = fix_response(&c, HOST_MODE, &headers);
+        assert_eq!(
+            fix.remove,
+            vec![
+                "x-authentik-jwt",
+                "X-Authentik-Username",
+                "set-cookie2",
+                "clear-site-data",
+                "set-cookie"
+            ]
+        );
+        assert_eq!(fix.dropped, 5);
     }
 }

@@ -115,6 +115,19 @@ impl fmt::Display for NameError {
     }
 }
 
+/// `name` without one `.git` suffix (any case): the clone URL's spelling of a repository. Names
+/// are validated after it is dropped, so a name at the forge's length limit may carry it.
+fn without_git_suffix(name: &str) -> &str {
+    match name
+        .len()
+        .checked_sub(4)
+        .and_then(|at| name.split_at_checked(at))
+    {
+        Some((bare, suffix)) if suffix.eq_ignore_ascii_case(".git") => bare,
+        _ => name,
+    }
+}
+
 /// `name` without a `.git` suffix, lower case; `None` if nothing sensible is left, or if a
 /// `.git` suffix remains (`x.git.git`): the forges reserve it, and the canonical form must be one
 /// fixed point (`x.git.git` → `x.git` → `x` would be two workspaces of one repository).
@@ -131,7 +144,7 @@ impl RepoId {
         if !is_github_owner(owner) {
             return Err(NameError::Owner(owner.to_string()));
         }
-        if !is_github_repo(repo) {
+        if !is_github_repo(without_git_suffix(repo)) {
             return Err(NameError::Repo(repo.to_string()));
         }
         let repo = canonical_repo(repo).ok_or_else(|| NameError::Repo(repo.to_string()))?;
@@ -156,7 +169,7 @@ impl RepoId {
         if let Some(bad) = groups.iter().find(|g| !is_gitlab_path(g)) {
             return Err(NameError::Group(bad.to_string()));
         }
-        if !is_gitlab_path(project) {
+        if !is_gitlab_path(without_git_suffix(project)) {
             return Err(NameError::Project(project.to_string()));
         }
         let repo =
@@ -173,7 +186,7 @@ impl RepoId {
         if !is_bitbucket_workspace(workspace) {
             return Err(NameError::Workspace(workspace.to_string()));
         }
-        if !is_bitbucket_slug(slug) {
+        if !is_bitbucket_slug(without_git_suffix(slug)) {
             return Err(NameError::Slug(slug.to_string()));
         }
         let repo = canonical_repo(slug).ok_or_else(|| NameError::Slug(slug.to_string()))?;
@@ -247,19 +260,19 @@ pub fn is_github_repo(repo: &str) -> bool {
 }
 
 /// GitLab group and project paths: letters, digits, `_`, `-`, `.`; starting with a letter, digit
-/// or `_`; not ending in `.`, `.git` or `.atom` (a trailing `.git` on the project is the clone
-/// URL form and is accepted by [`RepoId::gitlab`] before this check sees the rest).
+/// or `_`; not ending in `.`, `.git` or `.atom`. (A project's clone URL form, `{project}.git`, is
+/// dropped to the project path by [`RepoId::gitlab`] before this check; a group has no such form.)
 pub fn is_gitlab_path(path: &str) -> bool {
     let lower = path.to_ascii_lowercase();
-    let bare = lower.strip_suffix(".git").unwrap_or(&lower);
     (1..=255).contains(&path.len())
         && path
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-        && bare.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
-        && !bare.ends_with('.')
-        && !bare.ends_with(".atom")
-        && !bare.contains("..")
+        && lower.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+        && !lower.ends_with('.')
+        && !lower.ends_with(".git")
+        && !lower.ends_with(".atom")
+        && !lower.contains("..")
 }
 
 /// Bitbucket workspace IDs: 1-62 of `[A-Za-z0-9_-]`.
@@ -555,6 +568,25 @@ mod tests {
     }
 
     #[test]
+    fn names_at_the_length_limit_may_carry_git() {
+        let hundred = "r".repeat(100);
+        let id = RepoId::new("o", &format!("{hundred}.git")).unwrap();
+        assert_eq!(id.repo(), hundred);
+        assert_eq!(id, RepoId::new("o", &hundred).unwrap());
+        assert!(RepoId::new("o", &format!("{hundred}x.git")).is_err());
+        assert!(RepoId::new("o", &format!("{hundred}.GIT")).is_ok());
+        let long = "p".repeat(255);
+        assert!(RepoId::gitlab(&["g", &format!("{long}.git")]).is_ok());
+        assert!(RepoId::gitlab(&["g", &format!("{long}x.git")]).is_err());
+        let slug = "s".repeat(62);
+        assert!(RepoId::bitbucket("w", &format!("{slug}.git")).is_ok());
+        assert!(RepoId::bitbucket("w", &format!("{slug}x.git")).is_err());
+        // The suffix is dropped once only; `.git` alone names nothing.
+        assert!(RepoId::new("o", ".git").is_err());
+        assert!(RepoId::new("o", "x.git.git").is_err());
+    }
+
+    #[test]
     fn gitlab_and_bitbucket_names() {
         let gl = RepoId::gitlab(&["Group", "Sub", "Project.git"]).unwrap();
         assert_eq!((gl.owner(), gl.repo()), ("group/sub", "project"));
@@ -568,6 +600,14 @@ mod tests {
         assert!(RepoId::gitlab(&["-g", "p"]).is_err());
         assert!(RepoId::gitlab(&["g", "p.atom"]).is_err());
         assert!(RepoId::gitlab(&["g", "p."]).is_err());
+        // Only a project has a clone URL form; a group spelled `.git` is not a group.
+        for groups in [["acme.git", "proj"], ["Acme.GIT", "proj"]] {
+            assert_eq!(
+                RepoId::gitlab(&groups),
+                Err(NameError::Group(groups[0].to_string()))
+            );
+        }
+        assert!(RepoId::gitlab(&["acme", "sub.git", "proj"]).is_err());
         assert!(matches!(
             RepoId::gitlab(&["g"; 22]),
             Err(NameError::TooDeep(22))

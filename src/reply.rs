@@ -102,7 +102,9 @@ fn title(status: u32) -> &'static str {
         400 => "bad request",
         401 => "unauthorized",
         403 => "forbidden",
+        429 => "too many requests",
         404 => "not found",
+        409 => "conflict",
         503 => "service unavailable",
         504 => "gateway timeout",
         _ => "refused",
@@ -150,19 +152,33 @@ pub fn refuse(status: u32, reason: &str, client: &Client) -> LocalReply {
     }
 }
 
-/// What a browser sees while a workspace starts: `status` 202 before the workspace was asked, 503
-/// when it answered "not yet"; the page reloads itself every `refresh` seconds.
+/// Where a workspace is on its way to serving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// The provisioner is creating it (its first visit).
+    Creating,
+    /// It exists; Knative starts a pod.
+    Starting,
+}
+
+/// What a browser sees while a workspace is created or starts: `status` 202 before the workspace
+/// was asked, 503 when it answered "not yet"; the page reloads itself every `refresh` seconds.
 pub fn starting(
     status: u32,
     repo: &str,
+    progress: Progress,
     elapsed_secs: u64,
     refresh_secs: u64,
     client: &Client,
 ) -> LocalReply {
     let id = client.request_id.as_deref();
     let repo = escape(repo);
+    let (title, doing) = match progress {
+        Progress::Creating => ("Creating your workspace", "is being created"),
+        Progress::Starting => ("Starting your workspace", "is starting"),
+    };
     let body = format!(
-        "<p>The workspace for <strong>{repo}</strong> is starting. This page reloads into it \
+        "<p>The workspace for <strong>{repo}</strong> {doing}. This page reloads into it \
          when it is ready.</p>\n<p class=\"elapsed\">Waiting for <span id=\"elapsed\" \
          data-start=\"{elapsed_secs}\">{elapsed_secs}</span> s.</p>\n<script>(function(){{\
          var e=document.getElementById('elapsed'),s=+e.dataset.start,t=Date.now();\
@@ -184,7 +200,7 @@ pub fn starting(
     LocalReply {
         status,
         headers,
-        body: page("Starting your workspace", &body, id, Some(refresh_secs)).into_bytes(),
+        body: page(title, &body, id, Some(refresh_secs)).into_bytes(),
     }
 }
 
@@ -279,11 +295,31 @@ mod tests {
 
     #[test]
     fn starting_page_refreshes_and_names_the_repository() {
-        let reply = starting(202, "github/a/b", 7, 2, &Client::default());
+        let reply = starting(
+            202,
+            "github/a/b",
+            Progress::Starting,
+            7,
+            2,
+            &Client::default(),
+        );
         assert_eq!(reply.header("refresh"), Some("2"));
         let body = String::from_utf8(reply.body).unwrap();
         assert!(body.contains("<meta http-equiv=\"refresh\" content=\"2\">"));
         assert!(body.contains("<strong>github/a/b</strong>") && body.contains(">7</span>"));
+        assert!(body.contains("<h1>Starting your workspace</h1>") && body.contains("is starting."));
+        let creating = starting(
+            202,
+            "github/a/b",
+            Progress::Creating,
+            0,
+            2,
+            &Client::default(),
+        );
+        let body = String::from_utf8(creating.body).unwrap();
+        assert!(
+            body.contains("<h1>Creating your workspace</h1>") && body.contains("is being created.")
+        );
     }
 
     #[test]

@@ -5,10 +5,13 @@ use crate::auth::{self, Identity, OutpostResponse, Verdict};
 use crate::cache;
 use crate::config::{Config, Mode};
 use crate::headers::{self, CREDENTIALS};
+use crate::login_retry::{self, Callback};
 use crate::names::{
     is_host_authority, is_service_name, knative_service_name, per_user_service_name, Forge, RepoId,
 };
+use crate::outpost_pages::{self, Access};
 use crate::policy::Effect;
+use crate::provision::Ensure;
 use crate::reply::{self, Client, LocalReply};
 use crate::route::{self, RepoPath, Target};
 use crate::starting;
@@ -28,8 +31,8 @@ pub struct Decision {
     /// Client headers to remove before anything else.
     pub strip: Vec<String>,
     pub next: Next,
-    /// A logout: the cached decision of these credentials must go.
-    pub forget: Option<cache::Key>,
+    /// A logout: the cached decisions of every session it carries must go.
+    pub forget: Vec<cache::Key>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +53,8 @@ pub struct Pending {
     after: After,
     /// Set when an allowed outcome of this check may be cached (and looked up).
     cache_key: Option<cache::Key>,
+    /// A login callback: where its login starts over if authentik refuses it.
+    callback: Option<Callback>,
 }
 
 impl Pending {
@@ -149,6 +154,9 @@ pub struct Workspace {
     /// The call that wakes the workspace: the cluster and the request headers.
     pub cluster: String,
     pub wake: Vec<(String, String)>,
+    /// What the provisioner is asked to ensure, when one is configured and the repository is
+    /// known (per-repo and per-user workspaces).
+    pub ensure: Option<Ensure>,
 }
 
 fn first<'h>(headers: &'h Headers, name: &str) -> Option<&'h [u8]> {
@@ -201,8 +209,8 @@ pub fn on_request_headers(config: &Config, headers: &Headers) -> Decision {
     let signed = first(headers, ":path")
         .and_then(|p| std::str::from_utf8(p).ok())
         .is_some_and(is_signed);
-    let next = next(config, headers, signed);
-    let forget = logout_key(config, headers, signed);
+    let forget = logout_keys(config, headers, signed);
+    let next = next(config, headers, signed, !forget.is_empty());
     Decision {
         strip,
         next,
@@ -210,26 +218,45 @@ pub fn on_request_headers(config: &Config, headers: &Headers) -> Decision {
     }
 }
 
-/// For a logout (the outpost's sign-out page, or the logout signature on any path), the cache
-/// key of the credentials it ends.
-fn logout_key(config: &Config, headers: &Headers, signed: bool) -> Option<cache::Key> {
-    if config.cache.ttl.is_zero() {
-        return None;
+/// Whether the request ends a session: the outpost's sign-out page, or the logout (or login
+/// callback) signature on any path. A login callback can change who the session is (authentik
+/// keeps the session id), so it ends the cached answer as a logout does.
+fn ends_session(headers: &Headers, signed: bool) -> bool {
+    signed || first(headers, ":path").is_some_and(|p| p.starts_with(SIGN_OUT_PATH.as_bytes()))
+}
+
+/// For a request that ends a session, the cache keys of every session it carries.
+fn logout_keys(config: &Config, headers: &Headers, signed: bool) -> Vec<cache::Key> {
+    if config.cache.ttl.is_zero() || !ends_session(headers, signed) {
+        return Vec::new();
     }
-    let path = std::str::from_utf8(first(headers, ":path")?).ok()?;
-    // A login callback can change who the session is (authentik keeps the session id), so it
-    // ends the cached answer as a logout does.
-    let ends_session = path.starts_with(SIGN_OUT_PATH) || signed;
-    if !ends_session {
-        return None;
-    }
-    let host = std::str::from_utf8(first(headers, ":authority")?).ok()?;
-    cache::key(
+    let Some(host) = first(headers, ":authority").and_then(|h| std::str::from_utf8(h).ok()) else {
+        return Vec::new();
+    };
+    cache::logout_keys(
         config,
         host,
         cookie(headers).as_deref(),
         first(headers, "authorization"),
     )
+}
+
+/// The name of a session cookie that the `Cookie` header carries twice. The outpost reads the
+/// first one; a page can plant a copy with a longer `Path` (sent first) or on its own host, to
+/// make the user act as another session or keep the user from logging in.
+fn twice_sent_session_cookie(config: &Config, cookie: &[u8]) -> Option<String> {
+    let names: Vec<&[u8]> = cookie
+        .split(|b| *b == b';')
+        .filter_map(|pair| pair.trim_ascii().split(|b| *b == b'=').next())
+        .map(<[u8]>::trim_ascii)
+        .filter(|name| config.credentials.is_session_cookie(name))
+        .collect();
+    names.iter().enumerate().find_map(|(i, name)| {
+        names
+            .get(..i)
+            .is_some_and(|before| before.contains(name))
+            .then(|| String::from_utf8_lossy(name).into_owned())
+    })
 }
 
 /// `Host` without its port, lower case.
@@ -275,10 +302,17 @@ fn repo_of_service(service: &str) -> Option<RepoId> {
     (knative_service_name(&id) == service).then_some(id)
 }
 
-fn next(config: &Config, headers: &Headers, signed: bool) -> Next {
+fn next(config: &Config, headers: &Headers, signed: bool, logout: bool) -> Next {
     let client = client(headers);
     let bad = |reason: &str| Next::Answer(reply::refuse(400, reason, &client));
     let raw_path = first(headers, ":path").unwrap_or_default();
+    match outpost_pages::access(raw_path) {
+        Access::Elsewhere | Access::Page => {}
+        Access::Unclean => return bad(Access::Unclean.reason()),
+        Access::Refused => {
+            return Next::Answer(reply::refuse(403, Access::Refused.reason(), &client))
+        }
+    }
     let authority = first(headers, ":authority").unwrap_or_default();
     let host_workspace = workspace_host(config, authority, raw_path);
     let path = match std::str::from_utf8(raw_path) {
@@ -296,6 +330,18 @@ fn next(config: &Config, headers: &Headers, signed: bool) -> Next {
     );
     // Joined once: the check sends it, the workspace gets it scrubbed.
     let joined = cookie(headers);
+    if !logout {
+        if let Some(name) = joined
+            .as_deref()
+            .and_then(|c| twice_sent_session_cookie(config, c))
+        {
+            return bad(&format!(
+                "the request carries the sign-in cookie {name:?} twice, so which session it \
+                 is cannot be told (a page may have set a copy); clear this site's cookies \
+                 in the browser and sign in again"
+            ));
+        }
+    }
     let route = |workspace| {
         After::Route(Box::new(Route {
             workspace,
@@ -387,10 +433,15 @@ fn next(config: &Config, headers: &Headers, signed: bool) -> Next {
             )
         })
         .flatten();
+    let https = first(headers, ":scheme") != Some(b"http");
+    let callback = signed
+        .then(|| login_retry::callback(path, host, cookie.as_deref().map(str::as_bytes), https))
+        .flatten();
     let call = auth::check_headers(
         &config.outpost,
         host,
         path,
+        https,
         cookie.as_deref(),
         authorization,
     );
@@ -400,6 +451,7 @@ fn next(config: &Config, headers: &Headers, signed: bool) -> Next {
             client,
             after,
             cache_key,
+            callback,
         },
     }
 }
@@ -473,7 +525,12 @@ pub fn on_outpost_response(
     pending: &Pending,
     response: Option<&OutpostResponse>,
 ) -> (Resume, Option<Identity>) {
-    match auth::verdict(config, response, &pending.client) {
+    if let Some(callback) = &pending.callback {
+        if let Some(reply) = login_retry::on_refusal(callback, response, &pending.client) {
+            return (Resume::Answer(reply), None);
+        }
+    }
+    let (mut resume, remember) = match auth::verdict(config, response, &pending.client) {
         Verdict::Answer(reply) => (Resume::Answer(reply), None),
         Verdict::Allow {
             identity,
@@ -485,7 +542,17 @@ pub fn on_outpost_response(
                 remember,
             )
         }
+    };
+    // A login that was started over got its answer: the marker has done its work.
+    if let Some(clear) = pending.callback.as_ref().and_then(login_retry::settled) {
+        match &mut resume {
+            Resume::Answer(reply) => reply.headers.push(("set-cookie".into(), clear)),
+            Resume::Forward { set_cookies, .. } | Resume::Deny { set_cookies, .. } => {
+                set_cookies.push(clear.into_bytes())
+            }
+        }
     }
+    (resume, remember)
 }
 
 /// Carries on with a request whose user is known (from the outpost or the cache).
@@ -618,6 +685,21 @@ fn routing_edits(config: &Config, route: &Route, identity: Identity) -> (Vec<Edi
             },
         );
     }
+    let ensure = match (&config.provisioner, &routing.mode, repo) {
+        (Some(_), Mode::PerRepo | Mode::PerUser, Some(id)) => Some(Ensure {
+            service: service.clone(),
+            forge: id.forge().segment(),
+            repository: format!("{}/{}", id.owner(), id.repo()),
+            user: identity.username.clone(),
+            groups: identity
+                .groups
+                .split('|')
+                .filter(|g| !g.is_empty())
+                .map(str::to_string)
+                .collect(),
+        }),
+        _ => None,
+    };
     let workspace = Workspace {
         repo: route.workspace.display(),
         service,
@@ -625,6 +707,7 @@ fn routing_edits(config: &Config, route: &Route, identity: Identity) -> (Vec<Edi
         navigation: route.navigation,
         cluster,
         wake,
+        ensure,
     };
     (edits, workspace)
 }
@@ -1062,6 +1145,60 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_callback_starts_the_login_over_once() {
+        let config = config("{}");
+        let refused = OutpostResponse {
+            headers: vec![(":status".into(), b"400".to_vec())],
+            body: Vec::new(),
+        };
+        let answer = |path: &str, extra: &[(&str, &str)], response: &OutpostResponse| {
+            let (_, pending) = check(&config, &request(path, extra));
+            match resume(&config, &pending, Some(response)) {
+                Resume::Answer(reply) => reply,
+                other => panic!("not answered: {other:?}"),
+            }
+        };
+        let path = "/github/a/b/x?y=1&X-authentik-auth-callback=true&code=c&state=s";
+        let first = answer(path, &[(":scheme", "http")], &refused);
+        assert_eq!(
+            (first.status, first.header("location")),
+            (302, Some("/github/a/b/x?y=1"))
+        );
+        assert_eq!(
+            first.header("set-cookie"),
+            Some("authentik_gateway_login_retry=1; Path=/; Max-Age=600; HttpOnly; SameSite=Lax")
+        );
+        let marked = [("cookie", "authentik_gateway_login_retry=1")];
+        let second = answer(path, &marked, &refused);
+        assert_eq!((second.status, second.header("location")), (400, None));
+        // A retried callback that goes through ends the marker with the outpost's redirect.
+        let done = OutpostResponse {
+            headers: vec![
+                (":status".into(), b"302".to_vec()),
+                ("location".into(), b"//gw.example/github/a/b/x?y=1".to_vec()),
+                ("set-cookie".into(), b"authentik_proxy_1=s; Path=/".to_vec()),
+            ],
+            body: Vec::new(),
+        };
+        let cookies: Vec<String> = answer(path, &marked, &done)
+            .headers
+            .into_iter()
+            .filter(|(n, _)| n == "set-cookie")
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(
+            cookies,
+            [
+                "authentik_proxy_1=s; Path=/",
+                "authentik_gateway_login_retry=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax; Secure"
+            ]
+        );
+        // Not a callback: a 400 stays the outpost's refusal.
+        let plain = answer("/github/a/b/?X-authentik-logout=true", &[], &refused);
+        assert_eq!((plain.status, plain.header("set-cookie")), (400, None));
+    }
+
+    #[test]
     fn cache_keys_only_for_plain_checked_workspace_requests_and_logouts_forget() {
         let config = config("{}");
         let cookie = [("cookie", "authentik_proxy_1=s")];
@@ -1078,12 +1215,92 @@ mod tests {
             &config,
             &request("/outpost.goauthentik.io/sign_out", &cookie),
         );
-        assert!(logout.forget.is_some());
+        assert_eq!(logout.forget.len(), 1);
         let logout = on_request_headers(&config, &request("/x?X-authentik-logout=true", &cookie));
-        assert!(logout.forget.is_some());
+        assert_eq!(logout.forget.len(), 1);
+        assert!(
+            on_request_headers(&config, &request("/github/a/b/", &cookie))
+                .forget
+                .is_empty()
+        );
         let off = full(r#"{"outpost":{"cluster":"ak"},"cache":{"ttl":"0s"}}"#);
         let (_, pending) = check(&off, &request("/github/a/b/", &cookie));
         assert!(pending.cache_key().is_none());
+    }
+
+    #[test]
+    fn a_logout_forgets_every_session_it_carries() {
+        let config = config("{}");
+        let both = [("cookie", "authentik_proxy_1=a; x=1; authentik_proxy_1=b")];
+        let logout = on_request_headers(&config, &request("/x?X-authentik-logout=true", &both));
+        assert!(!matches!(logout.next, Next::Answer(_)));
+        let slots = |cookie: &str| {
+            let (_, pending) = check(&config, &request("/github/a/b/", &[("cookie", cookie)]));
+            pending.cache_key().map(|k| k.session)
+        };
+        let forgotten: Vec<_> = logout.forget.iter().map(|k| k.session).collect();
+        for cookie in ["authentik_proxy_1=a", "authentik_proxy_1=b"] {
+            assert!(forgotten.contains(&slots(cookie).unwrap()), "{cookie}");
+        }
+    }
+
+    #[test]
+    fn a_session_cookie_sent_twice_is_refused_outside_a_logout() {
+        let config = config("{}");
+        for cookie in [
+            "authentik_proxy_1=a; authentik_proxy_1=b",
+            "authentik_proxy_1=a;x=2;  authentik_proxy_1 =b",
+        ] {
+            let Next::Answer(reply) =
+                on_request_headers(&config, &request("/github/a/b/", &[("cookie", cookie)])).next
+            else {
+                panic!("{cookie}")
+            };
+            assert_eq!(reply.status, 400);
+            assert!(String::from_utf8_lossy(&reply.body).contains("twice"));
+        }
+        // Two of authentik's cookies with different names are two sessions, not a copy.
+        let (_, pending) = check(
+            &config,
+            &request(
+                "/github/a/b/",
+                &[("cookie", "authentik_proxy_1=a; authentik_session=b")],
+            ),
+        );
+        assert!(pending.cache_key().is_some());
+        // Split over two headers (HTTP/2) counts the same.
+        let headers = request(
+            "/github/a/b/",
+            &[
+                ("cookie", "authentik_proxy_1=a"),
+                ("cookie", "authentik_proxy_1=b"),
+            ],
+        );
+        assert!(matches!(
+            on_request_headers(&config, &headers).next,
+            Next::Answer(LocalReply { status: 400, .. })
+        ));
+    }
+
+    #[test]
+    fn the_outposts_check_endpoints_are_refused_and_its_pages_left_to_the_routes() {
+        let config = config("{}");
+        let status = |path: &str| match on_request_headers(&config, &request(path, &[])).next {
+            Next::Answer(reply) => reply.status,
+            Next::Continue => 0,
+            Next::Check { .. } => 1,
+        };
+        assert_eq!(
+            status("/outpost.goauthentik.io/auth/envoy/github/a/b/"),
+            403
+        );
+        assert_eq!(status("/outpost.goauthentik.io//auth/envoy"), 400);
+        assert_eq!(status("/outpost.goauthentik.io/sign_out"), 0);
+        assert_eq!(status("/outpost.goauthentik.io/start?rd=%2F"), 0);
+        assert_eq!(
+            status("/outpost.goauthentik.io/callback?X-authentik-auth-callback=true&code=c"),
+            1
+        );
     }
 
     #[test]

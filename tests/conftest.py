@@ -3,12 +3,13 @@ filter as configured in envoy/gateway.yaml."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from fakes.outpost import FakeOutpost
+from fakes.outpost import GENERATIONS, FakeOutpost
 from fakes.upstream import FakeUpstream
 from harness import ROOT, Envoy, gateway_config, shipped_plugin_config
 
@@ -16,9 +17,28 @@ HOST = "gw.example"
 
 
 @pytest.fixture(scope="session")
-def outpost():
-    with FakeOutpost(external_host=f"http://{HOST}") as server:
-        yield server
+def outposts():
+    """The fake outpost of each generation (fakes.outpost.GENERATIONS), started on first use."""
+    started: dict[str, FakeOutpost] = {}
+    with contextlib.ExitStack() as stack:
+        def of(generation: str) -> FakeOutpost:
+            if generation not in started:
+                started[generation] = stack.enter_context(
+                    FakeOutpost(external_host=f"http://{HOST}", generation=generation))
+            return started[generation]
+        yield of
+
+
+@pytest.fixture(scope="session")
+def outpost(outposts):
+    return outposts("go")
+
+
+@pytest.fixture(scope="module", params=GENERATIONS)
+def generation(request) -> str:
+    """For modules that run against both outposts: they override `outpost` and `gateway` with
+    `outposts(generation)` and `gateways(generation)`."""
+    return request.param
 
 
 @pytest.fixture(scope="session")
@@ -40,12 +60,26 @@ def fresh_fakes(request):
 
 
 @pytest.fixture(scope="session")
-def gateway(outpost, upstream):
+def gateways(outposts, upstream):
     """The shipped configuration with the decision cache off: every request asks the outpost, so
-    each test sees the outpost's behaviour of the moment (the cache has its own tests)."""
-    config = {**shipped_plugin_config(), "cache": {"ttl": "0s"}}
-    with Envoy(gateway_config(outpost.port, upstream.port, config), name="gateway") as envoy:
-        yield envoy
+    each test sees the outpost's behaviour of the moment (the cache has its own tests). One
+    Envoy per outpost generation, configured with `outpost.generation`, started on first use."""
+    started: dict[str, Envoy] = {}
+    with contextlib.ExitStack() as stack:
+        def of(generation: str) -> Envoy:
+            if generation not in started:
+                shipped = shipped_plugin_config()
+                config = {**shipped, "outpost": {**shipped["outpost"], "generation": generation},
+                          "cache": {"ttl": "0s"}}
+                bootstrap = gateway_config(outposts(generation).port, upstream.port, config)
+                started[generation] = stack.enter_context(Envoy(bootstrap, name=f"gateway-{generation}"))
+            return started[generation]
+        yield of
+
+
+@pytest.fixture(scope="session")
+def gateway(gateways):
+    return gateways("go")
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ Every process started here is stopped by pid; every wait is bounded.
 from __future__ import annotations
 
 import copy
+import functools
 import http.client
 import json
 import os
@@ -27,6 +28,24 @@ WASM = ROOT / "target" / "wasm32-wasip1" / "release" / "devcontainer_gateway.was
 GATEWAY_YAML = ROOT / "envoy" / "gateway.yaml"
 ARTIFACTS = ROOT / "tests" / "artifacts"
 
+# The outpost's addresses a route table may send to the outpost: the pages a browser needs. Its
+# check endpoints answer a session cookie with the identity and access token as response headers.
+OUTPOST_PAGES_REGEX = "/outpost[.]goauthentik[.]io/(start|callback|sign_out|static/.+)"
+OUTPOST_PAGES = ["/outpost.goauthentik.io/start", "/outpost.goauthentik.io/callback",
+                 "/outpost.goauthentik.io/sign_out", "/outpost.goauthentik.io/static/dist/x.css"]
+OUTPOST_CHECKS = ["/outpost.goauthentik.io/auth/envoy", "/outpost.goauthentik.io/auth/envoy/github/o/r/",
+                  "/outpost.goauthentik.io/auth/nginx", "/outpost.goauthentik.io/auth/traefik",
+                  "/outpost.goauthentik.io/auth/caddy", "/outpost.goauthentik.io/ping",
+                  "/outpost.goauthentik.io/", "/outpost.goauthentik.io/static/", "/outpost.goauthentik.io/start/x"]
+
+
+def assert_outpost_pages_only(regex: str) -> None:
+    """A route's path regex (RE2, matched whole, as Envoy and Istio do) admits the outpost's
+    browser pages and none of its check endpoints."""
+    assert regex == OUTPOST_PAGES_REGEX
+    assert all(re.fullmatch(regex, p) for p in OUTPOST_PAGES), regex
+    assert not any(re.fullmatch(regex, p) for p in OUTPOST_CHECKS), regex
+
 
 def envoy_command() -> list[str]:
     """ENVOY_BIN wins; then the project virtualenv; then func-e where installed."""
@@ -40,6 +59,19 @@ def envoy_command() -> list[str]:
     if shutil.which("func-e"):
         return [shutil.which("func-e"), "run"]
     raise RuntimeError("no Envoy: set ENVOY_BIN or run `make venv`")
+
+
+_VERSION = re.compile(r"/(\d+)\.(\d+)\.(\d+)/")
+
+
+@functools.cache
+def envoy_version() -> tuple[int, int, int]:
+    """The (major, minor, patch) of the Envoy the tests run, from `envoy --version`."""
+    out = subprocess.run(envoy_command() + ["--version"], capture_output=True, text=True, timeout=60, check=True)
+    found = _VERSION.search(out.stdout)
+    if not found:
+        raise RuntimeError(f"no version in `envoy --version`: {out.stdout!r}")
+    return tuple(int(n) for n in found.groups())
 
 
 def _die_with_parent() -> None:
@@ -85,22 +117,11 @@ def shipped_plugin_config() -> dict:
 
 
 def istio_wasm_config(plugin: dict) -> dict:
-    """The filter's Envoy `Wasm` config as istiod translates a WasmPlugin resource (module from
-    the local build instead of the OCI pull)."""
-    spec, meta = plugin["spec"], plugin["metadata"]
-    return {
-        "name": f"{meta['namespace']}.{meta['name']}~istio-translated-wasmplugin",
-        "root_id": spec["pluginName"],
-        "vm_config": {"runtime": "envoy.wasm.runtime.v8", "code": {"local": {"filename": str(WASM)}}},
-        "configuration": {
-            "@type": "type.googleapis.com/google.protobuf.StringValue",
-            # jsonpb: compact JSON text
-            "value": json.dumps(spec["pluginConfig"], separators=(",", ":")),
-        },
-        # WasmPlugin's failStrategy defaults to FAIL_CLOSE.
-        "failure_policy": {"FAIL_CLOSE": "FAIL_CLOSED", "FAIL_OPEN": "FAIL_OPEN",
-                           "FAIL_RELOAD": "FAIL_RELOAD"}[spec.get("failStrategy", "FAIL_CLOSE")],
-    }
+    """The filter's Envoy `Wasm` config as istiod 1.30 translates a WasmPlugin resource (module from
+    the local build instead of the OCI pull); tests/istiod.py has the other releases."""
+    from istiod import wasm_config
+
+    return wasm_config(plugin, WASM)
 
 
 def gateway_config(
@@ -124,6 +145,23 @@ def gateway_config(
     if plugin_config is not None:
         text = plugin_config if isinstance(plugin_config, str) else json.dumps(plugin_config)
         config["configuration"]["value"] = text
+    return bootstrap
+
+
+PROVISIONER_TOKEN_ENV = "DEVCONTAINER_PROVISIONER_TOKEN"
+
+
+def with_provisioner(bootstrap: dict, port: int, **section) -> dict:
+    """The gateway config with the provisioner's cluster, its section in the plugin configuration
+    (token from the VM's environment, as in Istio) and the VM's access to that variable."""
+    bootstrap["static_resources"]["clusters"].append(static_cluster("devcontainer_provisioner", port))
+    config = wasm_filter(bootstrap)["typed_config"]["config"]
+    config["vm_config"]["environment_variables"] = {"host_env_keys": [PROVISIONER_TOKEN_ENV]}
+    plugin = json.loads(config["configuration"]["value"])
+    plugin["provisioner"] = {"cluster": "devcontainer_provisioner",
+                             "authority": "devcontainer-provisioner.devcontainer-system.svc.cluster.local",
+                             "token_env": PROVISIONER_TOKEN_ENV, **section}
+    config["configuration"]["value"] = json.dumps(plugin)
     return bootstrap
 
 
@@ -168,6 +206,8 @@ class Envoy:
     proc: subprocess.Popen | None = None
     # More command-line options, e.g. ["--file-flush-interval-msec", "50"] to read the log live.
     extra_args: list[str] = field(default_factory=list)
+    # More environment variables for the Envoy process (the VM sees those in host_env_keys).
+    env: dict[str, str] = field(default_factory=dict)
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="dcgw-envoy-")))
 
     def __enter__(self) -> "Envoy":
@@ -205,7 +245,8 @@ class Envoy:
             *self.extra_args,
         ]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                                     start_new_session=True, preexec_fn=_die_with_parent)
+                                     start_new_session=True, preexec_fn=_die_with_parent,
+                                     env={**os.environ, **self.env})
         return self.proc
 
     def start(self, timeout: float = 30.0, attempts: int = 3) -> "Envoy":

@@ -1,6 +1,7 @@
 """A real browser walks the whole flow: gateway -> authentik login page -> callback -> the page that
 says the workspace is starting -> (it reloads itself) workspace page -> WebSocket, through the real
-Envoy with the filter (tests/devstack.py, what `make run` starts).
+Envoy with the filter (tests/devstack.py, what `make run` starts), with either generation of
+authentik's outpost; and a login whose callback authentik refuses starts over once.
 
 Needs the Debian packages `chromium` and `chromium-driver`; without them this test fails, it
 does not skip, so CI cannot pass while silently not running it.
@@ -10,79 +11,34 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import tempfile
 import time
 import urllib.parse
-from pathlib import Path
 
 import pytest
-from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from chromium import SHOTS, WAIT, chromium
 from devstack import DevStack
-from harness import ARTIFACTS, free_port
+from fakes.outpost import GENERATIONS
+from harness import free_port
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-SHOTS = ARTIFACTS / "browser"
 REPO_PATH = "/github/octocat/hello-world"
 REPO_URL = "https://github.com/octocat/hello-world"
-WAIT = 20.0  # covers the 1 s cold start and a 2 s reload with a wide margin; the test fails rather than hangs
 FLOW = 30.0  # the whole walk, every wait included
 
-# Headless as root on a closed network: without the background/update/sync flags Chromium keeps
-# dialling out and floods the log with refused connections; QUIC off keeps it on plain TCP.
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1280,900",
-]
 
-
-@pytest.fixture
-def stack():
-    with DevStack(port=free_port(), cold_start=1.0) as s:
+@pytest.fixture(params=GENERATIONS)
+def stack(request):
+    with DevStack(port=free_port(), cold_start=1.0, generation=request.param) as s:
         yield s
 
 
 @pytest.fixture
 def browser():
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.is_file()]
-    if missing:
-        pytest.fail(
-            f"{', '.join(missing)} not found: install the Debian packages "
-            "`chromium` and `chromium-driver` (apt-get install chromium chromium-driver)"
-        )
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    profile = tempfile.mkdtemp(prefix="dcgw-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in CHROMIUM_FLAGS + [f"--user-data-dir={profile}"]:
-        options.add_argument(flag)
-    # An explicit driver path keeps Selenium Manager (which would try to download one) out of it.
-    service = Service(str(CHROMEDRIVER), log_output=str(SHOTS / "chromedriver.log"))
-    driver = None
-    try:
-        driver = webdriver.Chrome(service=service, options=options)
-        driver.set_page_load_timeout(WAIT)
-        driver.set_script_timeout(WAIT)
+    with chromium() as driver:
         yield driver
-    finally:
-        if driver is not None:
-            driver.quit()  # also stops this chromedriver
-        else:
-            service.stop()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 _deadline = [float("inf")]
@@ -177,3 +133,38 @@ def test_login_starting_page_workspace_and_websocket_in_a_browser(browser, stack
     assert counter(stack, "starting_pages_total") == pages
     assert stack.workspaces.cold_starts == 1
     print(f"warm reload with WebSocket: {time.monotonic() - started:.2f}s")
+
+
+def test_a_login_whose_callback_is_refused_starts_over_once_in_a_browser(browser, stack):
+    """The state cookie is gone when the browser comes back from the login page (it expired):
+    authentik refuses the callback, the gateway sends the browser back to the workspace URL, the
+    login starts over, and the second one finishes."""
+    _deadline[0] = time.monotonic() + FLOW
+    workspace = f"{stack.url}{REPO_PATH}/"
+    browser.get(workspace)
+    wait_for(browser, lambda d: d.find_elements(By.ID, "username"), "the login form")
+    # Cookies belong to a host, not a port: the login page's host is the gateway's.
+    assert browser.get_cookie(stack.outpost.cookie_name) is not None
+    browser.delete_cookie(stack.outpost.cookie_name)
+    checks = len(stack.outpost.checks)
+
+    browser.find_element(By.ID, "username").send_keys("alice")
+    browser.find_element(By.ID, "password").send_keys("alice")
+    browser.find_element(By.ID, "login").click()
+    # Refused -> back to the workspace URL -> a new login redirect: the login form again.
+    wait_for(browser, lambda d: len(stack.outpost.checks) >= checks + 2 and d.find_elements(By.ID, "username"),
+             "the login form of the second login")
+    refused, again = stack.outpost.checks[checks:checks + 2]
+    assert "X-authentik-auth-callback=true" in refused["path"]
+    assert again["path"] == f"/outpost.goauthentik.io/auth/envoy{REPO_PATH}/"
+    assert browser.get_cookie("authentik_gateway_login_retry")["value"] == "1"
+    browser.save_screenshot(str(SHOTS / "retry-01-login-again.png"))
+
+    browser.find_element(By.ID, "username").send_keys("alice")
+    browser.find_element(By.ID, "password").send_keys("alice")
+    browser.find_element(By.ID, "login").click()
+    wait_for(browser, lambda d: text_of(d, "repo") == REPO_URL or heading(d) == "Starting your workspace",
+             "the workspace (or its starting page) after the second login")
+    assert browser.current_url == workspace
+    assert browser.get_cookie("authentik_gateway_login_retry") is None  # the marker ended with the login
+    browser.save_screenshot(str(SHOTS / "retry-02-workspace.png"))

@@ -179,6 +179,23 @@ def test_the_logout_signature_drops_the_entry(cached, outpost, upstream, alice):
     assert len(upstream.requests) == 2
 
 
+def test_a_logout_carrying_several_sessions_drops_every_one_of_them(cached, outpost, upstream):
+    """The outpost ends the session it reads (the first cookie of its name); none of the others
+    may be served from the cache afterwards either."""
+    alice, admin = outpost.session_cookie_header("alice"), outpost.session_cookie_header("admin")
+    for session in (alice, admin):
+        assert cached.get(REPO, [("Cookie", session)]).status == 200
+        assert cached.get(REPO, [("Cookie", session)]).status == 200
+    assert len(outpost.checks) == 2
+    bye = cached.get(REPO + "?X-authentik-logout=true", [("Cookie", f"{alice}; {admin}")])
+    assert bye.status == 302 and "/end-session/" in bye.header("location")
+    assert len(outpost.checks) == 3
+    r = cached.get(REPO, [("Cookie", admin)])
+    assert r.status == 200 and len(outpost.checks) == 4, "admin's cached decision outlived the logout"
+    r = cached.get(REPO, [("Cookie", alice)])
+    assert r.status == 302 and len(outpost.checks) == 5
+
+
 def test_a_logout_on_another_host_drops_the_entry_too(cached, outpost, alice):
     assert cached.get(REPO, [("Cookie", alice)]).status == 200
     assert cached.get("/outpost.goauthentik.io/sign_out", [("Cookie", alice)], host="other.example").status == 302
@@ -190,13 +207,15 @@ def test_login_callbacks_are_never_answered_from_the_cache(cached, outpost, upst
     assert cached.get(REPO, [("Cookie", alice)]).status == 200
     assert cached.get(REPO, [("Cookie", alice)]).status == 200
     assert len(outpost.checks) == 1
-    for path in (REPO + "?X-authentik-auth-callback=true&code=c&state=forged",
-                 "/outpost.goauthentik.io/callback?X-authentik-auth-callback=true&code=c&state=forged"):
+    for path, start_over in ((REPO + "?X-authentik-auth-callback=true&code=c&state=forged", REPO),
+                             ("/outpost.goauthentik.io/callback?X-authentik-auth-callback=true&code=c&state=forged", "/")):
         checks = len(outpost.checks)
         r = cached.get(path, [("Cookie", alice)])
         assert len(outpost.checks) == checks + 1, path
         assert outpost.checks[-1]["path"] == CHECK_PREFIX + path
-        assert r.status == 400, path  # the outpost's verdict on a forged state
+        # The outpost refused the forged state (400): the login starts over (README "When a login
+        # cannot finish").
+        assert (r.status, r.header("location")) == (302, start_over), path
     assert len(upstream.requests) == 2
 
 

@@ -13,6 +13,7 @@ REFUSED = [
     ('{"outpost": {"cluster": "ak", "timout": "2s"}}', "outpost.timout: unknown field"),
     ('{"outpost": {"cluster": "ak", "timeout": 2}}', "outpost.timeout: must be a string, not a number"),
     ('{"outpost": {"cluster": "ak", "timeout": "0s"}}', 'outpost.timeout: "0s" is outside 1ms..60s'),
+    ('{"outpost": {"cluster": "ak", "generation": "Rust"}}', 'outpost.generation: "Rust" is not "go" (authentik up to 2026.6) or "rust"'),
     ('{"outpost": {"cluster": "ak", "path_prefix": "auth"}}', 'outpost.path_prefix: "auth" is not an absolute path'),
     ('{"outpost": {"cluster": "ak"}, "identity_headers": ["x-authentik-jwt"]}', 'identity_headers[0]: "x-authentik-jwt" carries the user\'s access token'),
     ('{"outpost": {"cluster": "ak"}, "identity_headers": ["cookie"]}', 'identity_headers[0]: "cookie" is not an x-authentik-* header name'),

@@ -223,3 +223,75 @@ def test_the_sign_out_page_on_a_workspace_host_reaches_the_outpost(hosts, domain
     assert r.status == 302 and "/end-session/" in r.header("location")
     after = hosts.get("/x", [("Cookie", session)], host=HELLO)
     assert after.status == 302
+
+
+# ---------------------------------------------------------------------------------------------
+# What a workspace's answer may clear, and the outpost's other addresses
+
+
+@pytest.mark.parametrize("sent, kept", [
+    ('"cookies"', None),  # the whole registrable domain: authentik's cookie, every other workspace host
+    ('"cache"', None),
+    ('"*"', '"storage", "executionContexts"'),
+    ('"storage", "cookies"', '"storage"'),
+    ('"storage"', '"storage"'),
+])
+def test_clear_site_data_keeps_only_what_stays_on_the_workspaces_own_host(hosts, upstream, session, sent, kept):
+    r = hosts.get("/x", [("Cookie", session), (RESPONSE_HEADER, f"Clear-Site-Data: {sent}")], host=HELLO)
+    assert r.status == 200
+    assert r.all("clear-site-data") == ([kept] if kept else [])
+
+
+@pytest.mark.parametrize("host", [HELLO, f"auth.{DOMAIN}", DOMAIN])
+@pytest.mark.parametrize("path", ["/outpost.goauthentik.io/auth/envoy", "/outpost.goauthentik.io/auth/nginx",
+                                  "/OUTPOST.goauthentik.io/auth/envoy/x", "/outpost.goauthentik.io/%61uth/caddy"])
+def test_the_outposts_check_endpoints_are_refused_on_every_host(hosts, domain_outpost, upstream, session, host, path):
+    r = hosts.get(path, [("Cookie", session)], host=host)
+    assert r.status in (400, 403), r.body
+    assert not [n for n, _ in r.headers if n.lower().startswith("x-authentik")]
+    assert domain_outpost.checks == [] and upstream.requests == []
+
+
+def test_a_session_cookie_planted_for_the_parent_domain_is_refused_not_used(hosts, domain_outpost, upstream, session):
+    """A workspace's script can set a cookie in authentik's name for the parent domain (with a
+    longer Path, so browsers send it first): the outpost would read it and the user would act as
+    whoever's session it holds."""
+    planted = domain_outpost.session_cookie_header("admin")
+    r = hosts.get("/deep/x", [("Cookie", f"{planted}; {session}")], host=VSCODE)
+    assert r.status == 400 and b"twice" in r.body
+    assert domain_outpost.checks == [] and upstream.requests == []
+
+
+# ---------------------------------------------------------------------------------------------
+# authentik's Rust outpost (2026.8+): the root of a workspace host
+
+
+@pytest.fixture(scope="module")
+def rust_domain():
+    """The Rust outpost as forward_domain provider, behind a host-mode gateway that names it."""
+    with FakeOutpost(external_host=f"http://auth.{DOMAIN}", cookie_domain=DOMAIN, generation="rust") as outpost:
+        yield outpost
+
+
+@pytest.fixture(scope="module")
+def rust_hosts(rust_domain, upstream):
+    shipped = shipped_plugin_config()
+    config = {**shipped, "outpost": {**shipped["outpost"], "generation": "rust"},
+              "routing": {**shipped["routing"], "workspace_domain": DOMAIN}}
+    with Envoy(gateway_config(rust_domain.port, upstream.port, config), name="host-mode-rust") as envoy:
+        yield envoy
+
+
+def test_a_workspace_hosts_root_is_checked_at_the_rust_outposts_bare_prefix(rust_hosts, rust_domain, upstream):
+    """The Rust outpost has no route for `{prefix}/` (an axum wildcard never matches an empty
+    rest): the gateway checks `/` at the bare prefix, and the login comes back to `/`."""
+    rust_domain.clear()
+    r = rust_hosts.get("/?tab=1", host=HELLO)
+    assert r.status == 302, r.body
+    state = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(r.header("location")).query))["state"]
+    assert rust_domain.verify_state(state)["redirect"] == f"http://{HELLO}/?tab=1"
+    assert rust_domain.checks[-1]["path"] == CHECK_PREFIX + "?tab=1"
+    r = rust_hosts.get("/", [("Cookie", rust_domain.session_cookie_header("alice"))], host=HELLO)
+    assert r.status == 200, r.body
+    assert r.json()["path"] == "/"
+    assert echoed(r.json(), "x-authentik-username") == ["alice"]

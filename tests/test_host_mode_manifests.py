@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from harness import Envoy, gateway_config, istio_wasm_config, wasm_filter
+from harness import Envoy, assert_outpost_pages_only, gateway_config, istio_wasm_config, wasm_filter
 from test_istio_shape import merge
 from test_manifests import (
     ISTIO,
@@ -34,7 +34,6 @@ from test_manifests import (
 HOST_MODE = ISTIO / "host-mode"
 FILES = ["host-mode/gateway.yaml", "host-mode/route-patch.yaml", "host-mode/wasmplugin.yaml",
          "host-mode/authentik/blueprint.yaml"]
-OUTPOST_PREFIX = "/outpost.goauthentik.io/"
 EXAMPLE_REPO = "github/octocat/hello-world"
 
 
@@ -235,7 +234,8 @@ def test_workspace_route_matches_the_filters_header_only():
     assert vs["spec"]["gateways"] == [f"{gw['metadata']['namespace']}/{gw['metadata']['name']}"]
     workspaces, outpost = vs["spec"]["http"]
     assert (workspaces["name"], outpost["name"]) == ("workspaces", "outpost")
-    assert outpost["match"] == [{"uri": {"prefix": OUTPOST_PREFIX}}]
+    [match] = outpost["match"]
+    assert_outpost_pages_only(match["uri"]["regex"])
     header = config_value(config, "routing.cluster_header")
     assert workspaces["match"] == [{"headers": {header: {"regex": ".+"}}}]
     assert "timeout" not in workspaces, "Knative bounds cold starts; a route timeout would cut WebSockets"
@@ -253,7 +253,8 @@ def test_apex_routes_only_the_outpost():
     vs = virtual_service(domain())
     assert vs["spec"]["gateways"] == [f"{gw['metadata']['namespace']}/{gw['metadata']['name']}"]
     [outpost] = vs["spec"]["http"]
-    assert outpost["match"] == [{"uri": {"prefix": OUTPOST_PREFIX}}]
+    [match] = outpost["match"]
+    assert_outpost_pages_only(match["uri"]["regex"])
     _, port, _, host = config["outpost"]["cluster"].split("|")
     assert [r["destination"] for r in outpost["route"]] == [{"host": host, "port": {"number": int(port)}}]
     assert host != config_value(config, "routing.cluster_template").split("|")[3], "a way to a workspace"
@@ -356,7 +357,9 @@ def test_blueprint_is_the_path_mode_one_in_domain_mode():
 def envoy_route(http_route: dict) -> dict:
     """One VirtualService http route as istiod translates the parts used here."""
     [match] = http_route["match"]
-    out = {"prefix": match["uri"]["prefix"]} if "uri" in match else {"prefix": "/"}
+    uri = match.get("uri", {"prefix": "/"})
+    # istiod: `prefix` stays a prefix, `regex` becomes a safe_regex (RE2, matched whole).
+    out = {"safe_regex": {"regex": uri["regex"]}} if "regex" in uri else {"prefix": uri["prefix"]}
     if "headers" in match:
         out["headers"] = [{"name": name, "string_match": {"safe_regex": {"regex": m["regex"]}}}
                           for name, m in match["headers"].items()]

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from harness import ROOT, WASM, Envoy, gateway_config, istio_wasm_config, load_gateway_yaml, wasm_filter
+from istiod import merge
 
 ISTIO = ROOT / "istio"
 
@@ -32,24 +33,6 @@ def patch_values(name: str, apply_to: str) -> list[dict]:
         for p in d["spec"]["configPatches"]
         if p["applyTo"] == apply_to
     ]
-
-
-def merge(base: dict, patch: dict) -> dict:
-    """Istio's MERGE for the fields used here: objects merge, scalars and lists replace; setting one
-    member of the cluster specifier replaces the others."""
-    out = copy.deepcopy(base)
-    for key, value in patch.items():
-        if key == "route" and isinstance(value, dict):
-            route = out.setdefault("route", {})
-            if "cluster_header" in value:
-                for member in ("cluster", "weighted_clusters", "cluster_specifier_plugin"):
-                    route.pop(member, None)
-            route.update(copy.deepcopy(value))
-        elif isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def istio_gateway(outpost_port: int, upstream_port: int) -> dict:

@@ -1,8 +1,9 @@
 """Offline checks of the deployment manifests under istio/.
 
 Every document is validated against the schema of its kind: the CRD schemas of Istio and Knative and
-authentik's blueprint schema (vendored in tests/schemas/, or DCGW_SCHEMAS), and small structural
-schemas for NetworkPolicy and Secret. A kind without a schema fails, so nothing goes unchecked. Then
+authentik's blueprint schema, NetworkPolicy's from the Kubernetes OpenAPI (vendored in tests/schemas/,
+or DCGW_SCHEMAS), and small structural schemas for Secret and ServiceAccount. A kind without a schema
+fails, so nothing goes unchecked. Then
 the design decisions the manifests must keep: the filter fail-closed on the public HTTPS listener
 only, the workspace route matching the header the filter sets, the route patch using the filter's
 header names, Knative scaling and timeouts, and the authentik objects the filter relies on."""
@@ -20,6 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 from jsonschema import Draft7Validator, FormatChecker
+
+from harness import assert_outpost_pages_only
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -40,9 +43,13 @@ EXPECTED_FILES = {
     "wasmplugin.yaml",
     "envoyfilter-wasm.yaml",
     "route-patch.yaml",
-    "outpost-external.yaml",
+    "components/external-outpost/outpost-external.yaml",
+    "components/traffic-extension/trafficextension.yaml",
     "knative/octocat--hello-world.yaml",
     "knative/secrets.example.yaml",
+    "knative/workspace-namespace.yaml",
+    "security/outpost.yaml",
+    "security/provisioner.yaml",
     "authentik/blueprint.yaml",
     "host-mode/gateway.yaml",
     "host-mode/route-patch.yaml",
@@ -54,17 +61,20 @@ EXPECTED_FILES = {
     "provisioner/token-secret.example.yaml",
 }
 
+OUTPOST_EXTERNAL = "components/external-outpost/outpost-external.yaml"
+
 HOST = "devcontainer.example.com"
 GATEWAY_SELECTOR = {"istio": "ingressgateway"}
-# The istio ingress gateway Service maps 443 -> 8443 and 80 -> 8080; listeners use the target port.
-HTTPS_LISTENER_PORT = 8443
+# The ingress gateway Service maps 443 -> 8443 when installed by istioctl, 443 -> 443 from the Helm
+# chart istio/gateway; listeners use the target port (tests/istiod.py, GATEWAY_SERVICES).
+HTTPS_LISTENER_PORTS = (8443, 443)
 WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
 STRING_VALUE_TYPE = "type.googleapis.com/google.protobuf.StringValue"
 LOCAL_GATEWAY = "knative-local-gateway.istio-system.svc.cluster.local"
 
 # The filter's configuration reference (README "Configuration reference"): field -> type.
 CONFIG_REFERENCE: dict = {
-    "outpost": {"cluster": str, "authority": str, "path_prefix": str, "timeout": str},
+    "outpost": {"cluster": str, "authority": str, "path_prefix": str, "timeout": str, "generation": str},
     "identity_headers": list,
     "health_path": str,
     "routing": {
@@ -84,6 +94,8 @@ CONFIG_REFERENCE: dict = {
     "starting_page": {"enabled": bool, "warm_for": str, "wake_timeout": str, "refresh": str},
     "forges": {forge: {"base_url": str} for forge in ("github", "gitlab", "bitbucket")},
     "access_log": bool,
+    "provisioner": {"cluster": str, "authority": str, "token_env": str, "token": str, "path": str, "timeout": str,
+                    "touch_every": str},
 }
 # Defaults of the reference that the manifests depend on.
 CONFIG_DEFAULTS = {
@@ -100,6 +112,7 @@ CONFIG_DEFAULTS = {
 
 SCHEMA_FILES = {
     ("extensions.istio.io", "WasmPlugin"): "istio-wasmplugin.schema.json",
+    ("extensions.istio.io", "TrafficExtension"): "istio-trafficextension.schema.json",
     ("networking.istio.io", "EnvoyFilter"): "istio-envoyfilter.schema.json",
     ("networking.istio.io", "Gateway"): "istio-gateway.schema.json",
     ("networking.istio.io", "VirtualService"): "istio-virtualservice.schema.json",
@@ -107,6 +120,7 @@ SCHEMA_FILES = {
     ("networking.istio.io", "DestinationRule"): "istio-destinationrule.schema.json",
     ("security.istio.io", "AuthorizationPolicy"): "istio-authorizationpolicy.schema.json",
     ("serving.knative.dev", "Service"): "knative-service.schema.json",
+    ("networking.k8s.io", "NetworkPolicy"): "k8s-networkpolicy.schema.json",
     # Core kinds, from Kubernetes' OpenAPI document (tools/k8s_schemas.py).
     ("apps", "Deployment"): "k8s-deployment.schema.json",
     ("", "Service"): "k8s-service.schema.json",
@@ -139,84 +153,6 @@ _META = {
     },
     "additionalProperties": False,
 }
-_SELECTOR = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "matchLabels": _STRINGS,
-        "matchExpressions": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["key", "operator"],
-                "additionalProperties": False,
-                "properties": {
-                    "key": {"type": "string"},
-                    "operator": {"enum": ["In", "NotIn", "Exists", "DoesNotExist"]},
-                    "values": {"type": "array", "items": {"type": "string"}},
-                },
-            },
-        },
-    },
-}
-_PEER = {
-    "type": "object",
-    "minProperties": 1,
-    "additionalProperties": False,
-    "properties": {
-        "podSelector": _SELECTOR,
-        "namespaceSelector": _SELECTOR,
-        "ipBlock": {
-            "type": "object",
-            "required": ["cidr"],
-            "additionalProperties": False,
-            "properties": {"cidr": {"type": "string"}, "except": {"type": "array", "items": {"type": "string"}}},
-        },
-    },
-}
-_NP_PORT = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "protocol": {"enum": ["TCP", "UDP", "SCTP"]},
-        "port": {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 65535}, {"type": "string", "minLength": 1}]},
-        "endPort": {"type": "integer", "minimum": 1, "maximum": 65535},
-    },
-}
-
-
-def _np_rules(peers: str) -> dict:
-    return {
-        "type": "array",
-        "items": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {peers: {"type": "array", "items": _PEER}, "ports": {"type": "array", "items": _NP_PORT}},
-        },
-    }
-
-
-NETWORK_POLICY_SCHEMA = {
-    "type": "object",
-    "required": ["apiVersion", "kind", "metadata", "spec"],
-    "additionalProperties": False,
-    "properties": {
-        "apiVersion": {"const": "networking.k8s.io/v1"},
-        "kind": {"const": "NetworkPolicy"},
-        "metadata": _META,
-        "spec": {
-            "type": "object",
-            "required": ["podSelector"],
-            "additionalProperties": False,
-            "properties": {
-                "podSelector": _SELECTOR,
-                "policyTypes": {"type": "array", "uniqueItems": True, "items": {"enum": ["Ingress", "Egress"]}},
-                "ingress": _np_rules("from"),
-                "egress": _np_rules("to"),
-            },
-        },
-    },
-}
 _SECRET_DATA = {
     "type": "object",
     "propertyNames": {"pattern": r"^[-._a-zA-Z0-9]+$"},
@@ -236,9 +172,20 @@ SECRET_SCHEMA = {
         "stringData": _SECRET_DATA,
     },
 }
+SERVICE_ACCOUNT_SCHEMA = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata"],
+    "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "v1"},
+        "kind": {"const": "ServiceAccount"},
+        "metadata": _META,
+        "automountServiceAccountToken": {"type": "boolean"},
+    },
+}
 LOCAL_SCHEMAS = {
-    ("networking.k8s.io", "NetworkPolicy"): NETWORK_POLICY_SCHEMA,
     ("", "Secret"): SECRET_SCHEMA,
+    ("", "ServiceAccount"): SERVICE_ACCOUNT_SCHEMA,
 }
 
 FORMATS = FormatChecker()  # every format jsonschema knows, uuid included (authentik's primary keys)
@@ -468,8 +415,11 @@ def rel(path: Path) -> str:
 
 
 def manifest_files() -> list[Path]:
+    """Every cluster object file under istio/ (Kustomize's own kustomization.yaml files are
+    checked by rendering them: tests/test_kustomize.py)."""
     return sorted(p for p in ISTIO.rglob("*")
-                  if p.suffix in (".yaml", ".yml") and p != TEMPLATE and not p.is_relative_to(OBSERVABILITY))
+                  if p.suffix in (".yaml", ".yml") and p != TEMPLATE and not p.is_relative_to(OBSERVABILITY)
+                  and p.name != "kustomization.yaml")
 
 
 def docs(path: Path | str) -> list[dict]:
@@ -644,8 +594,9 @@ def test_wasmplugin_is_fail_closed_on_the_public_listener_only():
     assert spec["selector"] == {"matchLabels": GATEWAY_SELECTOR}
     assert "targetRef" not in spec and "targetRefs" not in spec
     assert spec.get("type", "HTTP") == "HTTP"
-    # Only the HTTPS listener: not knative-local-gateway's 8081 on the same pods.
-    assert spec["match"] == [{"mode": "CLIENT", "ports": [{"number": HTTPS_LISTENER_PORT}]}]
+    # Only the HTTPS listener of either install shape: not knative-local-gateway's 8081 on the same
+    # pods (tests/test_istio_ports.py follows it through istiod's matching).
+    assert spec["match"] == [{"mode": "CLIENT", "ports": [{"number": p}]} for p in HTTPS_LISTENER_PORTS]
 
 
 def test_plugin_config_uses_only_the_reference():
@@ -673,9 +624,10 @@ def test_envoyfilter_form_equals_the_wasmplugin():
     spec = plugin()["spec"]
     ef = one("envoyfilter-wasm.yaml", "EnvoyFilter")
     assert ef["spec"]["workloadSelector"] == {"labels": GATEWAY_SELECTOR}
-    patches = {p["applyTo"]: p for p in ef["spec"]["configPatches"]}
-    assert sorted(patches) == ["EXTENSION_CONFIG", "HTTP_FILTER"] and len(ef["spec"]["configPatches"]) == 2
-    extension = patches["EXTENSION_CONFIG"]["patch"]
+    [extension_patch] = [p for p in ef["spec"]["configPatches"] if p["applyTo"] == "EXTENSION_CONFIG"]
+    inserts = [p for p in ef["spec"]["configPatches"] if p["applyTo"] == "HTTP_FILTER"]
+    assert len(ef["spec"]["configPatches"]) == 1 + len(inserts)
+    extension = extension_patch["patch"]
     assert extension["operation"] == "ADD"
     typed = extension["value"]["typed_config"]
     assert typed["@type"] == WASM_TYPE
@@ -686,16 +638,17 @@ def test_envoyfilter_form_equals_the_wasmplugin():
     assert config["root_id"] == spec["pluginName"]
     assert config["vm_config"]["runtime"] == "envoy.wasm.runtime.v8"
     assert config["vm_config"]["code"] == {"local": {"filename": "/var/local/wasm/devcontainer_gateway.wasm"}}
-    insert = patches["HTTP_FILTER"]
-    assert insert["match"]["context"] == "GATEWAY"
-    assert insert["match"]["listener"]["portNumber"] == HTTPS_LISTENER_PORT
-    assert insert["patch"]["value"]["name"] == extension["value"]["name"]
-    discovery = insert["patch"]["value"]["config_discovery"]
-    assert discovery["type_urls"] == [WASM_TYPE]
-    assert "ads" in discovery["config_source"]
-    # Anchored on the router, which every HTTP chain has: the insert cannot silently miss.
-    assert insert["patch"]["operation"] == "INSERT_BEFORE"
-    assert insert["match"]["listener"]["filterChain"]["filter"]["subFilter"] == {"name": "envoy.filters.http.router"}
+    # One insert per install shape's HTTPS listener port.
+    assert [i["match"]["listener"]["portNumber"] for i in inserts] == list(HTTPS_LISTENER_PORTS)
+    for insert in inserts:
+        assert insert["match"]["context"] == "GATEWAY"
+        assert insert["patch"]["value"]["name"] == extension["value"]["name"]
+        discovery = insert["patch"]["value"]["config_discovery"]
+        assert discovery["type_urls"] == [WASM_TYPE]
+        assert "ads" in discovery["config_source"]
+        # Anchored on the router, which every HTTP chain has: the insert cannot silently miss.
+        assert insert["patch"]["operation"] == "INSERT_BEFORE"
+        assert insert["match"]["listener"]["filterChain"]["filter"]["subFilter"] == {"name": "envoy.filters.http.router"}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -748,7 +701,8 @@ def test_workspace_route_matches_the_filters_header_only():
         assert all("headers" not in m for m in route["match"])
         assert all(d["destination"]["host"] != host for d in route.get("route", [])), "second way to a workspace"
     outpost = routes["outpost"]
-    assert outpost["match"] == [{"uri": {"prefix": "/outpost.goauthentik.io/"}}]
+    [match] = outpost["match"]
+    assert_outpost_pages_only(match["uri"]["regex"])
     _, port, _, host = plugin_config()["outpost"]["cluster"].split("|")
     assert [r["destination"] for r in outpost["route"]] == [{"host": host, "port": {"number": int(port)}}]
 
@@ -782,7 +736,7 @@ def test_route_patch_uses_the_filters_headers():
 
 
 def test_outpost_outside_the_mesh_gets_tls_origination():
-    entry, rule = one("outpost-external.yaml", "ServiceEntry"), one("outpost-external.yaml", "DestinationRule")
+    entry, rule = one(OUTPOST_EXTERNAL, "ServiceEntry"), one(OUTPOST_EXTERNAL, "DestinationRule")
     [host] = entry["spec"]["hosts"]
     assert entry["apiVersion"] == "networking.istio.io/v1"
     assert entry["spec"]["location"] == "MESH_EXTERNAL" and entry["spec"]["resolution"] == "DNS"
@@ -790,7 +744,7 @@ def test_outpost_outside_the_mesh_gets_tls_origination():
     assert rule["spec"]["host"] == host
     assert rule["spec"]["trafficPolicy"]["tls"]["mode"] == "SIMPLE"
     assert rule["spec"]["trafficPolicy"]["tls"]["sni"] == host
-    assert f"outbound|80||{host}" in (ISTIO / "outpost-external.yaml").read_text()
+    assert f"outbound|80||{host}" in (ISTIO / OUTPOST_EXTERNAL).read_text()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -847,7 +801,10 @@ def test_workspace_networkpolicy_admits_only_the_gateway_and_knative():
     policy = example("NetworkPolicy")
     name = example("Service")["metadata"]["name"]
     assert policy["spec"]["podSelector"] == {"matchLabels": {"serving.knative.dev/service": name}}
-    assert sorted(policy["spec"]["policyTypes"]) == ["Egress", "Ingress"]
+    # Ingress only: egress is the namespace's (knative/workspace-namespace.yaml), and allows add up,
+    # so an egress rule here would reopen what that policy closes (tests/test_incluster_policy.py).
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    assert "egress" not in policy["spec"]
     admitted = set()
     for rule in policy["spec"]["ingress"]:
         assert rule.get("from"), "an ingress rule without `from` admits every source"
@@ -864,8 +821,7 @@ def test_workspace_networkpolicy_admits_only_the_gateway_and_knative():
         ("knative-serving", (("app", "activator"),), "TCP", 8012),
         ("knative-serving", (("app", "autoscaler"),), "TCP", 9090),
     }
-    egress = {(p["protocol"], p["port"]) for rule in policy["spec"]["egress"] for p in rule["ports"]}
-    assert egress == {("TCP", 443), ("TCP", 80), ("UDP", 53), ("TCP", 53)}
+
 
 
 # --------------------------------------------------------------------------------------------------
@@ -967,7 +923,7 @@ BROKEN_MANIFESTS = [
     ("gateway.yaml", "VirtualService", _set(["spec", "http", 0, "timout"], "10s"), "$.spec.http[0]"),
     ("gateway.yaml", "Gateway", _set(["spec", "servers", 0, "port", "number"], "443"), "$.spec.servers[0].port.number"),
     ("route-patch.yaml", "EnvoyFilter", _set(["spec", "configPatches", 0, "applyTo"], "HTTP_ROUTES"), "applyTo"),
-    ("outpost-external.yaml", "DestinationRule", _set(["spec", "trafficPolicy", "tls", "mode"], "TLS"), "tls.mode"),
+    (OUTPOST_EXTERNAL, "DestinationRule", _set(["spec", "trafficPolicy", "tls", "mode"], "TLS"), "tls.mode"),
     (WS, "Service", _set(["metadata", "annotations", "autoscaling.knative.dev/min-scale"], "0"), "$.metadata.annotations"),
     (WS, "Service", _set(["spec", "template", "spec", "containers", 0, "ports", 0, "name"], "http"), "ports[0].name"),
     (WS, "Service", _set(["spec", "template", "spec", "timeoutSecond"], 600), "$.spec.template.spec"),

@@ -44,6 +44,8 @@ METRICS: dict[str, str] = {
     "devcontainer_gateway_starting_pages_total": "counter",
     "devcontainer_gateway_cold_starts_total": "counter",
     "devcontainer_gateway_workspace_headers_dropped_total": "counter",
+    "devcontainer_gateway_provisioner_calls_total": "counter",
+    "devcontainer_gateway_provisioner_failures_total": "counter",
     "devcontainer_gateway_outpost_latency_ms": "histogram",
     "devcontainer_gateway_cold_start_wait_ms": "histogram",
 }

@@ -81,12 +81,18 @@ def test_other_paths_are_left_to_the_route_table(gateway, outpost, upstream, ali
     assert outpost.checks == [] and upstream.requests == []
 
 
-def test_outpost_paths_pass_to_the_outpost_without_spoofed_headers(gateway, outpost):
-    r = gateway.get("/outpost.goauthentik.io/ping", [("X-Authentik-Username", "root"), ("x_authentik_groups", "admins")])
-    assert r.status == 204
-    r = gateway.get("/outpost.goauthentik.io/nothing-here")
-    assert r.status == 404
-    assert r.body.startswith(b"404 page not found")
+def test_the_outposts_pages_pass_to_it_and_its_other_addresses_are_refused(gateway, outpost):
+    r = gateway.get("/outpost.goauthentik.io/sign_out", [("X-Authentik-Username", "root"), ("x_authentik_groups", "admins")])
+    assert r.status == 302  # the outpost's answer (no session: to its start page)
+    for path in ["/outpost.goauthentik.io/ping", "/outpost.goauthentik.io/nothing-here",
+                 "/outpost.goauthentik.io/auth/envoy", "/Outpost.goauthentik.io/auth/nginx"]:
+        r = gateway.get(path, [("Cookie", outpost.session_cookie_header("alice"))])
+        assert r.status == 403, path
+        assert b"check endpoints answer the gateway alone" in r.body
+        assert not [n for n, _ in r.headers if n.lower().startswith("x-authentik")]
+    r = gateway.get("/outpost.goauthentik.io//auth/envoy")
+    assert r.status == 400 and b"spelled plainly" in r.body
+    assert outpost.checks == []
 
 
 def test_a_rewritten_path_that_looks_like_another_route_still_reaches_the_workspace(gateway, outpost, upstream, alice):

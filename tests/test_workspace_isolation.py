@@ -96,6 +96,72 @@ def test_each_kind_of_hostile_header_is_dropped_and_only_those(gateway, upstream
     assert dropped(gateway) - before == (0 if kept else 1)
 
 
+@pytest.mark.parametrize("header", [
+    'Clear-Site-Data: "cookies"',
+    'Clear-Site-Data: "*"',
+    'Clear-Site-Data: "storage"',
+    'Clear-Site-Data: "cache", "executionContexts"',
+    "Set-Cookie2: authentik_proxy_1=x; Version=1",
+    "Set-Cookie: =authentik_proxy_1a2b3c4d=planted",
+    "Set-Cookie: authentik_proxy_1a2b3c4d",
+    "Set-Cookie: __Host-authentik_proxy_1a2b3c4d=planted; Path=/; Secure",
+    "Set-Cookie: __secure-Authentik_Session=planted; Secure",
+    "Set-Cookie: authentik_proxy_1a2b3c4d=planted; Path=/github/octocat/",
+])
+def test_what_could_clear_or_shadow_authentiks_cookies_is_dropped(gateway, upstream, alice, header):
+    """In path mode every workspace and authentik's cookie share one origin: no Clear-Site-Data
+    directive stays with one workspace, so none passes; cookies are judged by the name a browser
+    would give them."""
+    before = dropped(gateway)
+    name, _, value = header.partition(": ")
+    r = gateway.get(REPO, [("Cookie", alice), (RESPONSE_HEADER, header), (RESPONSE_HEADER, "Set-Cookie: ok=1")])
+    assert r.status == 200
+    got = [(n.lower(), v) for n, v in r.headers]
+    assert name.lower() not in [n for n, _ in got if n != "set-cookie"] and (name.lower(), value) not in got, got
+    assert ("set-cookie", "ok=1") in got
+    assert dropped(gateway) - before == 1
+
+
+def test_a_websocket_upgrade_answer_cannot_clear_the_site(gateway, upstream, alice):
+    ws = ws_connect("127.0.0.1", gateway.port, REPO + "websockify",
+                    [("Host", "gw.example"), ("Cookie", alice), (RESPONSE_HEADER, 'Clear-Site-Data: "cookies"'),
+                     (RESPONSE_HEADER, "Set-Cookie: =authentik_proxy_x=v")])
+    try:
+        assert ws.status == 101
+        names = [n.lower() for n, _ in ws.headers]
+        assert "clear-site-data" not in names and "set-cookie" not in names, ws.headers
+        ws.send_text("still a websocket")
+        assert json.loads(ws.recv_text())["path"] == "/websockify"
+        assert ws.recv_text() == "still a websocket"
+    finally:
+        ws.close()
+
+
+@pytest.fixture(scope="module")
+def outpost_pages_from_an_echo(upstream):
+    """The route table's way to the outpost leads to the echo server, so a test can make 'the
+    outpost' answer with any header."""
+    with Envoy(gateway_config(upstream.port, upstream.port, shipped_plugin_config()), name="echo-outpost") as envoy:
+        yield envoy
+
+
+def test_no_identity_header_reaches_a_browser_from_the_outposts_pages_either(outpost_pages_from_an_echo, upstream):
+    envoy = outpost_pages_from_an_echo
+    before = dropped(envoy)
+    r = envoy.get("/outpost.goauthentik.io/static/dist/app.js", [
+        (RESPONSE_HEADER, "X-Authentik-Jwt: the-users-token"),
+        (RESPONSE_HEADER, "x_authentik_username: alice"),
+        (RESPONSE_HEADER, "Set-Cookie: authentik_proxy_1a2b3c4d=s; Path=/; HttpOnly"),
+        (RESPONSE_HEADER, "Clear-Site-Data: \"cookies\""),
+    ])
+    assert r.status == 200 and r.json()["path"] == "/outpost.goauthentik.io/static/dist/app.js"
+    assert identity_names(r.headers) == [] and "the-users-token" not in str(r.headers)
+    # The outpost's own cookies and site clearing are authentik's to send.
+    assert r.all("set-cookie") == ["authentik_proxy_1a2b3c4d=s; Path=/; HttpOnly"]
+    assert r.header("clear-site-data") == '"cookies"'
+    assert dropped(envoy) - before == 2
+
+
 def test_a_websocket_upgrade_answer_is_scrubbed_too(gateway, upstream, alice):
     before = dropped(gateway)
     ws = ws_connect("127.0.0.1", gateway.port, REPO + "websockify",

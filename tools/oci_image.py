@@ -99,6 +99,7 @@ def build(wasm_path: Path, out_dir: Path, tag: str) -> dict:
         for path in sorted(out_dir.rglob("*")):
             info = tar_out.gettarinfo(str(path), arcname=str(path.relative_to(out_dir)))
             info.mtime = 0
+            info.mode = 0o644 if path.is_file() else 0o755  # not the umask's
             info.uid = info.gid = 0
             info.uname = info.gname = ""
             if path.is_file():

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use devcontainer_gateway::config::{self, Config, Mode};
+use devcontainer_gateway::config::{self, Config, Generation, Mode};
 use devcontainer_gateway::names::{is_dns1035_label, is_dns1123_label};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
@@ -98,6 +98,10 @@ fn explicit(config: &Config) -> Value {
             "authority": config.outpost.authority,
             "path_prefix": config.outpost.path_prefix,
             "timeout": format!("{}s", config.outpost.timeout.as_secs_f64()),
+            "generation": match config.outpost.generation {
+                Generation::Go => "go",
+                Generation::Rust => "rust",
+            },
         },
         "identity_headers": config.identity_headers,
         "health_path": config.health_path,

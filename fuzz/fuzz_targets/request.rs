@@ -3,9 +3,12 @@
 //! header lines, empty line, body).
 //!
 //! The core decides without panicking; a request is forwarded only after a 200 naming a user;
-//! a routed request goes to the repository its path spells, with a clean path.
+//! a routed request goes to the repository its path spells, with a clean path. A refused login
+//! callback (400) is sent back to a path on the same host, without the callback's parameters,
+//! and only when the request did not carry the retry marker already.
 #![no_main]
 
+use devcontainer_gateway::login_retry;
 use devcontainer_gateway::request::{on_outpost_response, on_request_headers, Edit, Next, Resume};
 use devcontainer_gateway::route;
 use devcontainer_gateway_fuzz::{
@@ -30,8 +33,13 @@ fuzz_target!(|data: &[u8]| {
         let Next::Check { pending, .. } = on_request_headers(config, &headers).next else {
             continue;
         };
-        let Resume::Forward { edits, .. } = on_outpost_response(config, &pending, Some(&response)).0
-        else {
+        let resume = on_outpost_response(config, &pending, Some(&response)).0;
+        if let Resume::Answer(reply) = &resume {
+            if reply.status == 302 && status(&response) == Some(400) {
+                check_retry(&headers, reply.header("location").unwrap_or_default());
+            }
+        }
+        let Resume::Forward { edits, .. } = resume else {
             continue;
         };
         assert!(allowed, "forwarded after {:?}", response.headers);
@@ -59,3 +67,40 @@ fuzz_target!(|data: &[u8]| {
         );
     }
 });
+
+/// The redirect of a refused callback: a path on this host without the callback's parameters,
+/// for a callback request that did not carry the marker.
+fn check_retry(headers: &[(String, Vec<u8>)], location: &str) {
+    let is_signature = |k: &str, v: &str| {
+        k.eq_ignore_ascii_case("x-authentik-auth-callback") && v.eq_ignore_ascii_case("true")
+    };
+    let path = String::from_utf8_lossy(first(headers, ":path").unwrap_or_default()).into_owned();
+    let query = route::split_query(&path).1.unwrap_or_default();
+    assert!(
+        form_urlencoded::parse(query.as_bytes()).any(|(k, v)| is_signature(&k, &v)),
+        "a 400 redirected for a request that is no callback"
+    );
+    let marked = headers
+        .iter()
+        .filter(|(n, _)| n == "cookie")
+        .flat_map(|(_, v)| v.split(|b| *b == b';'))
+        .any(|item| {
+            item.trim_ascii()
+                .strip_prefix(login_retry::MARKER.as_bytes())
+                .and_then(|rest| rest.strip_prefix(b"="))
+                .is_some_and(|value| !value.is_empty())
+        });
+    assert!(!marked, "a login started over twice");
+    assert!(
+        location.starts_with('/') && !location.starts_with("//") && !location.starts_with("/\\"),
+        "{location}"
+    );
+    assert!(location.bytes().all(|b| b.is_ascii_graphic()), "{location}");
+    let query = route::split_query(location).1.unwrap_or_default();
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        assert!(
+            key != "code" && key != "state" && !is_signature(&key, &value),
+            "{location}"
+        );
+    }
+}

@@ -21,6 +21,7 @@ pub static CONFIGS: LazyLock<Vec<Config>> = LazyLock::new(|| {
             "health_path":"/healthz",
             "routing":{"mode":"per-repo","strip_prefix":false,
                        "authority_header":"x-route_host","cluster_header":"x-route-cluster"}}"#,
+        r#"{"outpost":{"cluster":"ak","generation":"rust"},"routing":{"mode":"per-repo"}}"#,
     ]
     .iter()
     .map(|json| config::parse(json.as_bytes()).expect("fuzz configuration"))
@@ -136,9 +137,13 @@ pub fn cookie_pairs(cookie: &[u8]) -> Vec<&[u8]> {
 /// True for a cookie pair named `authentik_*` in any case: authentik's session and CSRF cookies.
 pub fn is_authentik_cookie(pair: &[u8]) -> bool {
     let name = pair.split(|b| *b == b'=').next().unwrap_or_default();
-    name.trim_ascii()
-        .to_ascii_lowercase()
-        .starts_with(b"authentik_")
+    let name = name.trim_ascii().to_ascii_lowercase();
+    // `__Host-` and `__Secure-` say where a cookie may be set, not whose it is.
+    let bare = name
+        .strip_prefix(b"__host-")
+        .or_else(|| name.strip_prefix(b"__secure-"))
+        .unwrap_or(&name);
+    bare.starts_with(b"authentik_")
 }
 
 /// How CGI-style upstreams (nginx, PHP, WSGI) see a header name: lower case, `_` as `-`.

@@ -310,7 +310,9 @@ add(LEN, "owner-40", "/github/" + "o" * 40 + "/r/", refused("filter"))
 add(LEN, "owner-1000", fill("/github/", 1011, "/r/", char="o"), refused("filter"))
 add(LEN, "repo-100", "/github/o/" + "r" * 100 + "/", repo("o/" + "r" * 100))
 add(LEN, "repo-101", "/github/o/" + "r" * 101 + "/", refused("filter"))
-add(LEN, "repo-97-plus-.git", "/github/o/" + "r" * 97 + ".git/", refused("filter"))
+# `.git` is the clone URL's spelling, dropped before the length is checked.
+add(LEN, "repo-100-plus-.git", "/github/o/" + "r" * 100 + ".git/", repo("o/" + "r" * 100))
+add(LEN, "repo-101-plus-.git", "/github/o/" + "r" * 101 + ".git/", refused("filter"))
 add(LEN, "repo-96-plus-.git", "/github/o/" + "r" * 96 + ".git/", repo("o/" + "r" * 96))
 add(LEN, "path-8192", fill(REPO + "/", 8192), repo())
 add(LEN, "path-8193", fill(REPO + "/", 8193), refused("filter"))
@@ -554,9 +556,14 @@ add(HOP, "authorization-and-proxy-authorization", REPO + "/", repo(),
     [["Authorization", "Bearer {marker}"], ["Proxy-Authorization", "Basic {marker}"]],
     marker_may_reach={"outpost": ["authorization"]},
     note="the logged-in cookie wins; the token goes to the check only, never to the workspace")
-add(HOP, "second-authentik-cookie", REPO + "/", repo(), [["Cookie", "authentik_proxy_f0b68a08={marker}"]],
+add(HOP, "second-authentik-cookie", REPO + "/", repo(), [["Cookie", "authentik_session={marker}"]],
     marker_may_reach={"outpost": ["cookie"]},
-    note="the outpost reads the first session cookie; no authentik cookie reaches the workspace")
+    note="another cookie in authentik's namespace goes to the check; none reaches the workspace")
+add(HOP, "session-cookie-twice", REPO + "/", refused("filter"),
+    [["Cookie", "authentik_proxy_f0b68a08={marker}; authentik_proxy_f0b68a08=planted"]],
+    note="the outpost would read the first: a page may have planted it; which session it is cannot be told")
+add(HOP, "session-cookie-twice-in-two-headers", REPO + "/", refused("filter"),
+    [["Cookie", "authentik_proxy_f0b68a08={marker}"], ["Cookie", "authentik_proxy_f0b68a08=planted"]])
 add(HOP, "content-length-twice", REPO + "/", refused("envoy"), [["Content-Length", "0"], ["Content-Length", "0"]])
 add(HOP, "transfer-encoding-and-content-length", REPO + "/", refused("envoy"),
     [["Transfer-Encoding", "chunked"], ["Content-Length", "3"]], body="0\r\n\r\n")
@@ -580,14 +587,44 @@ for style, spelled in spellings("x-devcontainer-cluster").items():
     add(SPOOF, f"route-bypass.{style}", "/anything", elsewhere(404),
         [[spelled, "workspaces"], ["X-Devcontainer-Authority", "{marker}.devcontainers.svc.cluster.local"]])
 for name, target, expect in [("on-health", "/health", elsewhere(200)),
-                             ("on-outpost-ping", "/outpost.goauthentik.io/ping", elsewhere(204)),
+                             ("on-outpost-ping", "/outpost.goauthentik.io/ping", elsewhere(403)),
                              ("on-refused-path", REPO + "/../victim/", refused("filter")),
                              ("on-redirect", REPO, elsewhere(308))]:
     add(SPOOF, name, target, expect,
         [[s, "{marker}"] for s in ("X-Authentik-Username", "x_authentik_groups", "X-GitHub-Repo", "X-Forwarded-Prefix",
                                    "x-devcontainer-cluster", "X_Devcontainer_Authority")])
-add(SPOOF, "on-check-endpoint-direct", CHECK_PREFIX + "/github/victim/secret/", elsewhere(200, 302),
+add(SPOOF, "on-check-endpoint-direct", CHECK_PREFIX + "/github/victim/secret/", elsewhere(403),
     [["X-Authentik-Username", "{marker}"], ["X-Devcontainer-Cluster", "workspaces"]])
+
+# ---------------------------------------------------------------------------------------------
+# The outpost's check endpoints answer a session cookie with the identity and access token: no
+# client reaches them, in any spelling the outpost would understand (403, or 400 when unclean).
+
+OUTPOST = "outpost-check-endpoint"
+for name, target in [
+    ("envoy", CHECK_PREFIX),
+    ("envoy-below", CHECK_PREFIX + "/anything"),
+    ("nginx", "/outpost.goauthentik.io/auth/nginx"),
+    ("traefik", "/outpost.goauthentik.io/auth/traefik"),
+    ("caddy", "/outpost.goauthentik.io/auth/caddy"),
+    ("bare-auth", "/outpost.goauthentik.io/auth"),
+    ("title-case", "/Outpost.goauthentik.io/auth/envoy"),
+    ("upper-case", "/OUTPOST.GOAUTHENTIK.IO/AUTH/ENVOY"),
+    ("double-slash-before", "//outpost.goauthentik.io/auth/envoy"),
+    ("double-slash-inside", "/outpost.goauthentik.io//auth/envoy"),
+    ("dot-segment", "/outpost.goauthentik.io/./auth/envoy"),
+    ("dotdot-from-page", "/outpost.goauthentik.io/start/../auth/envoy"),
+    ("dotdot-from-repo", REPO + "/../../../outpost.goauthentik.io/auth/envoy"),
+    ("encoded-slash", "/outpost.goauthentik.io/auth%2Fenvoy"),
+    ("encoded-letter", "/outpost.goauthentik.io/%61uth/envoy"),
+    ("encoded-dots", "/outpost%2Egoauthentik%2Eio/auth/envoy"),
+    ("encoded-dotdot", "/%2e%2e/outpost.goauthentik.io/auth/envoy"),
+    ("double-encoded", "/%252Foutpost.goauthentik.io%252Fauth%252Fenvoy"),
+    ("backslash", "/outpost.goauthentik.io\\auth\\envoy"),
+    ("with-callback-signature", CHECK_PREFIX + "?X-authentik-auth-callback=true&code=x"),
+    ("with-logout-signature", CHECK_PREFIX + "?X-authentik-logout=true"),
+]:
+    add(OUTPOST, name, target, elsewhere(400, 403))
 
 # ---------------------------------------------------------------------------------------------
 # Methods, bodies and message framing
@@ -635,10 +672,13 @@ add(FRAME, "pipelined-after-refusal", REPO + "/../victim/", refused("filter"), r
 # authentik's callback and logout signatures: the outpost answers, no workspace is reached
 
 SIG = "outpost-signature"
-add(SIG, "callback-on-repo-path", REPO + "/?X-authentik-auth-callback=true&code=x&state=y", elsewhere(400, checks=True))
-add(SIG, "callback-elsewhere", "/anything?X-authentik-auth-callback=true", elsewhere(400, checks=True))
+# The outpost refuses these callbacks (400); the gateway starts the login over with a 302.
+RESTART = "the outpost refuses the callback; the login starts over (README: when a login cannot finish)"
+add(SIG, "callback-on-repo-path", REPO + "/?X-authentik-auth-callback=true&code=x&state=y", elsewhere(302, checks=True),
+    note=RESTART)
+add(SIG, "callback-elsewhere", "/anything?X-authentik-auth-callback=true", elsewhere(302, checks=True), note=RESTART)
 add(SIG, "callback-on-outpost-path", "/outpost.goauthentik.io/callback?X-authentik-auth-callback=true&code=x",
-    elsewhere(400, checks=True))
+    elsewhere(302, checks=True), note=RESTART)
 add(SIG, "logout-elsewhere", "/anything?X-authentik-logout=true", elsewhere(302, checks=True),
     note="logs alice out: the session minted for this case only")
 add(SIG, "callback-elsewhere-dotdot", "/a/../b?X-authentik-auth-callback=true", refused("filter"))

@@ -2,12 +2,17 @@
 authentik-server pages a browser needs to log in (authorize, end-session,
 jwks), in one process.
 
-Behaviour follows shared/contracts/authentik.md §1, §2, §3 and §7 and nothing
-else: the gateway under test must cope with the real outpost, so the fake
-must not be kinder or stricter than it.
+Two generations behind one switch, `FakeOutpost(generation=...)`:
+- "go" (default): the Go outpost of authentik <= 2026.6, following
+  shared/contracts/authentik.md §1, §2, §3 and §7;
+- "rust": the Rust outpost of authentik 2026.8+, following
+  tests/fakes/authentik-rust-outpost.md (which names the sources read), in
+  fakes/outpost_rust.py.
+Nothing else: the gateway under test must cope with the real outpost, so the
+fake must not be kinder or stricter than it.
 
 Run standalone:
-    python3 tests/fakes/outpost.py --port 9000 --external-host http://127.0.0.1:10000
+    python3 tests/fakes/outpost.py --port 9000 --external-host http://127.0.0.1:10000 [--generation rust]
 """
 
 from __future__ import annotations
@@ -33,10 +38,12 @@ import socket
 import threading
 import time
 import urllib.parse
+import uuid
 from email.utils import formatdate
 from pathlib import Path
 
 from fakes.httpserver import BackgroundServer, BodyTooLarge, Handler, read_body
+from fakes.outpost_rust import RustOutpost
 
 CHECK_PREFIX = "/outpost.goauthentik.io/auth/envoy"
 OUTPOST_PREFIX = "/outpost.goauthentik.io"
@@ -46,6 +53,7 @@ SCOPES = "openid profile email entitlements ak_proxy"
 OUTPOST_NAME = "authentik Embedded Outpost"
 VERSION = "goauthentik.io/outpost/2026.5.0"
 TOKEN_VALIDITY = 3600  # access_token_validity default hours=1 (§3)
+GENERATIONS = ("go", "rust")
 DEFAULT_USERS = Path(__file__).resolve().parents[2] / "envoy" / "users.json"
 EXPIRED = "Thu, 01 Jan 1970 00:00:01 GMT"  # what gorilla/sessions writes for MaxAge<0
 
@@ -207,6 +215,9 @@ class _OutpostHandler(Handler):
             fake._record(self.command, self.raw_target, self.headers.items(), body)
             if self._failure_mode(fake):
                 return
+        if fake._rust is not None:
+            fake._rust.dispatch(self, raw_path, raw_query, body)
+            return
 
         # Go rejects malformed escapes before any handler runs.
         if _BAD_ESCAPE.search(raw_path):
@@ -365,7 +376,10 @@ class FakeOutpost(BackgroundServer):
                  extra_cookie_on_login: bool = False, auth_cache_ttl: float = 60.0,
                  app_slug: str = "devcontainer-gateway",
                  provider_name: str = "devcontainer-gateway", verbose: bool = False,
-                 cookie_domain: str = ""):
+                 cookie_domain: str = "", generation: str = "go"):
+        if generation not in GENERATIONS:
+            raise ValueError(f"unknown outpost generation {generation!r}: one of {GENERATIONS}")
+        self.generation = generation
         self.external_host = external_host.rstrip("/")
         # forward_domain mode (contract authentik §1, §3), only as far as a host-based gateway
         # needs it: hosts ending with cookie_domain (a plain suffix, leading "." ignored) are this
@@ -388,6 +402,10 @@ class FakeOutpost(BackgroundServer):
         self.provider_name = provider_name
         self.verbose = verbose
         self._mode = "normal"
+        self.scopes = SCOPES
+        self.token_validity = TOKEN_VALIDITY
+        self.outpost_name = OUTPOST_NAME
+        self.intercept_header_auth = True  # the provider field's default
 
         self.cookie_name = "authentik_proxy_" + hashlib.sha256(client_id.encode()).hexdigest()[:8]
         self.cookie_secret = secrets.token_urlsafe(32)
@@ -408,6 +426,9 @@ class FakeOutpost(BackgroundServer):
         self._codes: dict[str, tuple[str, float]] = {}  # code -> (username, expires)
         self._tokens: dict[str, dict] = {}  # access token -> claims
         self._auth_cache: dict[str, tuple[dict, float]] = {}  # Authorization value -> (claims, expires)
+
+        # The Rust generation's own handlers; None for Go.
+        self._rust = RustOutpost(self) if generation == "rust" else None
 
         self._serve(port, _OutpostHandler)
         self.authorize_base = (authorize_base or f"http://127.0.0.1:{self.port}").rstrip("/")
@@ -490,7 +511,14 @@ class FakeOutpost(BackgroundServer):
         with self._lock:
             claims = self._issue_token(username)
             sid = self._new_session(claims)
-            return sid
+            return self._rust.sign(sid) if self._rust else sid
+
+    def restart(self) -> None:
+        """What an outpost restart loses: its sessions (a standalone outpost keeps them in its
+        container) and its header-auth cache. Codes and tokens live on the authentik server."""
+        with self._lock:
+            self._sessions.clear()
+            self._auth_cache.clear()
 
     def session_cookie_header(self, username: str) -> str:
         return f"{self.cookie_name}={self.login(username)}"
@@ -502,7 +530,7 @@ class FakeOutpost(BackgroundServer):
 
     def session_claims(self, cookie_value: str) -> dict | None:
         with self._lock:
-            s = self._load(cookie_value)
+            s = self._load(self._rust.unsign(cookie_value) if self._rust else cookie_value)
             return None if s is None else s["claims"]
 
     def verify_state(self, state: str) -> dict | None:
@@ -536,7 +564,7 @@ class FakeOutpost(BackgroundServer):
         return s
 
     def _new_session(self, claims: dict | None = None) -> str:
-        sid = secrets.token_urlsafe(32)
+        sid = str(uuid.uuid4()) if self._rust else secrets.token_urlsafe(32)
         expires = claims["exp"] if claims else time.time() + TOKEN_VALIDITY + 1
         self._sessions[sid] = {"claims": claims, "expires": expires, "redirect": None}
         return sid
@@ -683,12 +711,7 @@ class FakeOutpost(BackgroundServer):
         if session is None:
             sid = self._new_session()
             cookies.append(self._cookie(sid, TOKEN_VALIDITY + 1))
-        state = jwt_encode({
-            "iss": f"goauthentik.io/outpost/{self.client_id}",
-            "sid": sid,
-            "state": _b64u(secrets.token_bytes(32)),
-            "redirect": fwd,
-        }, self.cookie_secret)
+        state = self._state_token(sid, fwd)
         if self.extra_cookie_on_login:
             cookies.append(("Set-Cookie", f"authentik_proxy_csrf={secrets.token_urlsafe(16)}; Path=/; HttpOnly"))
         location = self.authorize_url + "?" + go_values_encode({
@@ -699,6 +722,15 @@ class FakeOutpost(BackgroundServer):
             "state": state,
         })
         return _go_redirect(handler.command, location, cookies)
+
+    def _state_token(self, sid: str, redirect: str) -> str:
+        """The OAuth state: an HS256 JWT over iss, sid, state, redirect, keyed by cookie_secret."""
+        return jwt_encode({
+            "iss": f"goauthentik.io/outpost/{self.client_id}",
+            "sid": sid,
+            "state": _b64u(secrets.token_bytes(32)),
+            "redirect": redirect,
+        }, self.cookie_secret)
 
     def _envoy_check(self, handler, path: str, raw_query: str):
         # forwardHandleEnvoy: original URL = path minus prefix + Host + query (§1).
@@ -841,16 +873,19 @@ def main(argv=None) -> int:
     ap.add_argument("--users", help="users JSON (default: envoy/users.json)")
     ap.add_argument("--authorize-base", help="base URL the browser uses for the login page")
     ap.add_argument("--skip-path-regex", help="newline-separated regexes, matched against the path")
+    ap.add_argument("--generation", choices=GENERATIONS, default="go",
+                    help="go: authentik <= 2026.6; rust: the Rust outpost of 2026.8+")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
     users = json.loads(Path(args.users).read_text()) if args.users else None
     outpost = FakeOutpost(port=args.port, external_host=args.external_host, client_id=args.client_id,
                           users=users, authorize_base=args.authorize_base,
-                          skip_path_regex=args.skip_path_regex, verbose=args.verbose).start()
+                          skip_path_regex=args.skip_path_regex, verbose=args.verbose,
+                          generation=args.generation).start()
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
-    print(f"outpost listening on {outpost.url}", flush=True)
+    print(f"{args.generation} outpost listening on {outpost.url}", flush=True)
     while not done.wait(0.5):
         pass
     outpost.stop()

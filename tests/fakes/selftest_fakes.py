@@ -604,26 +604,213 @@ def t_upstream_hostile(op, up):
         ws.recv_text()
 
 
+# ---------------------------------------------------------------------------
+# The Rust generation (tests/fakes/authentik-rust-outpost.md, R§n): each r_* test runs against
+# FakeOutpost(generation="rust").
+
+
+def _state_of(r: Resp) -> dict:
+    return jwt_decode(dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(r.get("location")).query))["state"])
+
+
+def _raw(port: int, request_bytes: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(request_bytes)
+        data = b""
+        for _ in range(100):  # until the fake closes
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return data
+
+
+def r_anonymous_302(op, up):
+    r = check(op, "/github/o/r/?x=1", {"User-Agent": "ua"})
+    assert r.status == 302 and r.body == b"" and r.get("content-type") is None, (r.status, r.body)
+    assert all(n == n.lower() for n, _ in r.headers), r.headers  # hyper writes lower-case names
+    assert r.get("x-powered-by") == "authentik"
+    loc = urllib.parse.urlsplit(r.get("location"))
+    assert f"{loc.scheme}://{loc.netloc}{loc.path}" == op.authorize_url
+    assert [k for k, _ in urllib.parse.parse_qsl(loc.query)] == ["client_id", "redirect_uri", "response_type", "scope", "state"]
+    assert "scope=openid+profile+email+entitlements+ak_proxy" in loc.query  # form encoding: '+'
+    assert "redirect_uri=http%3A%2F%2Fapp.example%2Foutpost.goauthentik.io%2Fcallback%3FX-authentik-auth-callback%3Dtrue" in loc.query
+    st = _state_of(r)
+    assert list(st) == ["iss", "sid", "state", "redirect"] and op.verify_state(dict(urllib.parse.parse_qsl(loc.query))["state"])
+    assert st["iss"] == "goauthentik.io/outpost/devcontainer-gateway"
+    assert st["redirect"] == "https://app.example/github/o/r/?x=1", st  # R§3: https unless told
+    [cookie] = r.all("set-cookie")
+    value = cookie_value(cookie)
+    assert cookie.startswith(op.cookie_name + "=") and value.endswith(st["sid"]) and len(value) == 44 + 36
+    assert list(attrs(cookie)) == ["HttpOnly", "SameSite", "Path", "Max-Age"], cookie
+    assert attrs(cookie)["Max-Age"] == "3601" and attrs(cookie)["SameSite"] == "Lax"
+    # The scheme comes from X-Forwarded-Proto.
+    assert _state_of(check(op, "/p", {"X-Forwarded-Proto": "http"}))["redirect"] == "http://app.example/p"
+    # The same signed cookie again: the same session id, and the cookie is set again.
+    again = check(op, "/other", {"Cookie": f"{op.cookie_name}={value}"})
+    assert _state_of(again)["sid"] == st["sid"] and len(again.all("set-cookie")) == 1
+    # A cookie that does not verify: a new session, one cookie, no removal (unlike Go's two lines).
+    stale = check(op, "/x", {"Cookie": f"{op.cookie_name}=nonsense"})
+    assert stale.status == 302 and len(stale.all("set-cookie")) == 1 and "Max-Age=3601" in stale.get("set-cookie")
+    assert _state_of(stale)["sid"] != st["sid"]
+    assert check(op, "/x", {"Accept": "application/json", "X-Requested-With": "XMLHttpRequest"}).status == 302
+
+
+def r_routing(op, up):
+    # Below the prefix: `/auth/envoy` and `/auth/envoy/{*rest}`; the empty rest is nobody's route.
+    root = check(op, "/")
+    assert root.status == 404 and root.body == b"" and root.get("x-powered-by") == "authentik"
+    bare = request(op.port, "GET", CHECK_PREFIX + "?q=1", {"Host": HOST})
+    assert bare.status == 302 and _state_of(bare)["redirect"] == "https://app.example/?q=1"
+    # No path cleaning (no 301); the url crate resolves dot segments in the return URL.
+    assert _state_of(check(op, "//x?q=1"))["redirect"] == "https://app.example//x?q=1"
+    assert _state_of(check(op, "/a/../b/"))["redirect"] == "https://app.example/b/"
+    assert request(op.port, "GET", "/elsewhere", {"Host": HOST}).status == 404
+    assert request(op.port, "POST", "/outpost.goauthentik.io/ping", {"Host": "x"}).status == 204
+    # The application: X-Forwarded-Host (from a trusted peer), then Host; no one-provider fallback.
+    r = check(op, "/x", {"Host": "evil.example"})
+    assert r.status == 400 and r.get("content-type") == "application/json"
+    assert r.body == (b'{"detail":"check the outpost settings and make sure \'evil.example\' is included.",'
+                      b'"host":"evil.example","message":"no app for hostname"}'), r.body
+    # X-Forwarded-Host picks the application, but the return URL is built from Host (R§2, R§3).
+    fixed = check(op, "/x", {"Host": "outpost.internal", "X-Forwarded-Host": HOST})
+    assert fixed.status == 302 and _state_of(fixed)["redirect"] == "https://outpost.internal/x"
+    assert check(op, "/x", {"Host": "outpost.internal", "Forwarded": f"host={HOST}"}).status == 302
+    # Without a Host header: 400 from the Host extractor.
+    data = _raw(op.port, f"GET {CHECK_PREFIX}/p HTTP/1.0\r\n\r\n".encode())
+    assert data.startswith(b"HTTP/1.1 400 ") and data.endswith(b"missing host header"), data
+    # /start?rd= accepts paths and the external host only.
+    def start_redirect(rd):
+        r = request(op.port, "GET", "/outpost.goauthentik.io/start?" + urllib.parse.urlencode({"rd": rd}), {"Host": HOST})
+        return _state_of(r)["redirect"]
+    assert start_redirect("/p?q=1") == "http://app.example/p?q=1"
+    assert start_redirect("http://evil.example/p") == ""
+
+
+def r_full_login(op, up):
+    sid, done, cb = login_flow(op)
+    assert done.status == 302 and done.body == b"", done.status
+    assert done.get("location") == "https://app.example/github/o/r/?x=1", done.get("location")
+    [sc] = done.all("set-cookie")
+    assert cookie_value(sc) == sid and 3590 <= int(attrs(sc)["Max-Age"]) <= 3600, sc
+    # The code is single use: replaying it sends the browser back without logging in.
+    again = check(op, f"{cb.path}?{cb.query}", {"Cookie": f"{op.cookie_name}={sid}"})
+    assert again.status == 302 and again.all("set-cookie") == []
+    ok = check(op, "/github/o/r/", {"Cookie": f"{op.cookie_name}={sid}", "User-Agent": "probe/1"})
+    assert ok.status == 200 and ok.body == b"" and ok.get("content-length") == "0"
+    names = [n for n, _ in ok.headers]
+    for h in IDENTITY:
+        assert h.lower() in names, (h, names)
+    assert ok.get("x-authentik-username") == "alice" and ok.get("x-authentik-groups") == "developers"
+    assert ok.get("x-authentik-meta-version") == "goauthentik.io/outpost/2026.8.0"
+    assert ok.get("user-agent") == "probe/1" and ok.get("x-powered-by") == "authentik"
+    # No User-Agent in the check, none in the answer (Go echoes an empty one).
+    assert check(op, "/x", {"Cookie": f"{op.cookie_name}={sid}"}).get("user-agent") is None
+    # Header authentication makes a session; its signed cookie comes with the 200.
+    b = check(op, "/x", {"Authorization": "Bearer " + op.issue_token("admin")})
+    assert b.status == 200 and b.get("x-authentik-username") == "admin" and len(b.all("set-cookie")) == 1
+    assert op.session_claims(cookie_value(b.get("set-cookie")))["preferred_username"] == "admin"
+    basic = "Basic " + base64.b64encode(b"alice:alice").decode()
+    assert check(op, "/x", {"Authorization": basic}).get("x-authentik-username") == "alice"
+    assert check(op, "/x", {"Authorization": "Basic " + base64.b64encode(b"alice:no").decode()}).status == 302
+
+
+def r_callback_errors(op, up):
+    r = check(op, "/app")
+    value = cookie_value(r.get("set-cookie"))
+    state = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(r.get("location")).query))["state"]
+    cb = "/outpost.goauthentik.io/callback?X-authentik-auth-callback=true&code=k&state="
+    cookie = {"Cookie": f"{op.cookie_name}={value}"}
+    for refused in (check(op, cb + state),  # the state cookie expired (the browser sends none)
+                    check(op, cb + "garbage", cookie),
+                    check(op, cb + state, {"Cookie": f"{op.cookie_name}=unsigned"}),
+                    check(op, cb + state, {"Cookie": f"{op.cookie_name}={cookie_value(check(op, '/app').get('set-cookie'))}"}),
+                    check(op, "/outpost.goauthentik.io/callback?X-authentik-auth-callback=true&state=" + state, cookie)):
+        assert refused.status == 400 and refused.body == b"" and refused.all("set-cookie") == [], refused.status
+    # Valid state, unknown code: back to the original URL without logging in.
+    r = check(op, cb + state, cookie)
+    assert r.status == 302 and r.get("location") == "https://app.example/app" and r.all("set-cookie") == []
+    # A restart loses the sessions but not the cookie key: a login under way still completes.
+    start = check(op, "/after-restart")
+    value = cookie_value(start.get("set-cookie"))
+    op.restart()
+    sid, done, _ = login_flow(op, "/after-restart")
+    assert done.status == 302 and done.get("location") == "https://app.example/after-restart"
+
+
+def r_logout(op, up):
+    value, other = op.login("alice"), op.login("alice")
+    r = check(op, "/anything?X-authentik-logout=true", {"Cookie": f"{op.cookie_name}={value}"})
+    loc = urllib.parse.urlsplit(r.get("location"))
+    assert r.status == 302 and f"{loc.scheme}://{loc.netloc}{loc.path}" == op.end_session_url
+    assert r.get("set-cookie").startswith(op.cookie_name + "=; Path=/; Max-Age=0; Expires=")
+    for v in (value, other):
+        assert check(op, "/x", {"Cookie": f"{op.cookie_name}={v}"}).status == 302
+    r = check(op, "/y?X-authentik-logout=true")
+    loc = urllib.parse.urlsplit(r.get("location"))
+    assert f"{loc.scheme}://{loc.netloc}{loc.path}" == "http://app.example/outpost.goauthentik.io/start"
+    assert urllib.parse.parse_qs(loc.query)["rd"] == ["http://app.example" + CHECK_PREFIX + "/y"]
+    assert r.all("set-cookie") == []
+    # With credentials in Authorization and "Receive header authentication" on: 401, no redirect.
+    assert check(op, "/y?X-authentik-logout=true", {"Authorization": "Bearer nope"}).status == 401
+
+
+def r_other_endpoints(op, up):
+    """nginx, traefik and caddy answer with the same identity headers (R§8)."""
+    cookie = op.session_cookie_header("alice")
+    nginx = request(op.port, "GET", "/outpost.goauthentik.io/auth/nginx",
+                    {"Host": HOST, "X-Original-URL": "https://app.example/p", "Cookie": cookie})
+    assert nginx.status == 200 and nginx.get("x-authentik-username") == "alice"
+    anon = request(op.port, "GET", "/outpost.goauthentik.io/auth/nginx", {"Host": HOST, "X-Original-URL": "https://app.example/p"})
+    assert anon.status == 401 and anon.body == b"unauthorized request"
+    fwd = {"Host": HOST, "X-Forwarded-Proto": "https", "X-Forwarded-Host": HOST, "X-Forwarded-Uri": "/t?x=1"}
+    for name in ("traefik", "caddy"):
+        r = request(op.port, "GET", f"/outpost.goauthentik.io/auth/{name}", fwd)
+        assert r.status == 302 and _state_of(r)["redirect"] == "https://app.example/t?x=1"
+        ok = request(op.port, "GET", f"/outpost.goauthentik.io/auth/{name}", {**fwd, "Cookie": cookie})
+        assert ok.status == 200 and ok.get("x-authentik-username") == "alice"
+
+
+TESTS_RUST = [t_ping, r_anonymous_302, r_routing, r_full_login, r_callback_errors, r_logout, r_other_endpoints,
+              t_failure_modes, t_concurrency]
+
+
+def t_restart(op, up):
+    """Go: a restart loses the session the state names, so the callback is refused (400) and the
+    stale cookie expired."""
+    with FakeOutpost() as op2:
+        r = check(op2, "/app")
+        sid = cookie_value(r.get("Set-Cookie"))
+        state = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(r.get("Location")).query))["state"]
+        op2.restart()
+        refused = check(op2, f"/outpost.goauthentik.io/callback?X-authentik-auth-callback=true&code=k&state={state}",
+                        {"Cookie": f"{op2.cookie_name}={sid}"})
+        assert refused.status == 400 and refused.body == b""
+        assert [c.split(";")[0] for c in refused.all("Set-Cookie")] == [f"{op2.cookie_name}="]
+
+
 TESTS = [t_ping, t_anonymous_302, t_stale_cookie, t_extra_cookie_knob, t_full_login, t_basic_auth,
          t_user_extras, t_logout, t_callback_errors, t_routing, t_failure_modes, t_upstream_echo,
          t_upstream_knobs, t_cold_start, t_websocket, t_concurrency, t_no_host, t_bind_loopback,
-         t_fault_modes, t_cookie_domain, t_upstream_hostile]
+         t_fault_modes, t_cookie_domain, t_upstream_hostile, t_restart]
 
 
 def main() -> int:
     t_start = time.monotonic()
     failed = 0
-    with FakeOutpost() as op, FakeUpstream() as up:
-        for t in TESTS:
-            t0 = time.monotonic()
-            try:
-                t(op, up)
-                print(f"ok    {t.__name__:24s} {time.monotonic() - t0:6.2f}s")
-            except Exception:  # noqa: BLE001
-                failed += 1
-                print(f"FAIL  {t.__name__}")
-                traceback.print_exc()
-    print(f"{len(TESTS) - failed}/{len(TESTS)} passed in {time.monotonic() - t_start:.2f}s")
+    for generation, tests in (("go", TESTS), ("rust", TESTS_RUST)):
+        with FakeOutpost(generation=generation) as op, FakeUpstream() as up:
+            for t in tests:
+                t0 = time.monotonic()
+                try:
+                    t(op, up)
+                    print(f"ok    {generation:4s} {t.__name__:24s} {time.monotonic() - t0:6.2f}s")
+                except Exception:  # noqa: BLE001
+                    failed += 1
+                    print(f"FAIL  {generation:4s} {t.__name__}")
+                    traceback.print_exc()
+    total = len(TESTS) + len(TESTS_RUST)
+    print(f"{total - failed}/{total} passed in {time.monotonic() - t_start:.2f}s")
     return 1 if failed else 0
 
 

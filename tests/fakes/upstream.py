@@ -79,6 +79,7 @@ _PAGE = """<!doctype html>
  <dt>Repository</dt><dd id="repo">{repo}</dd>
  <dt>User</dt><dd id="user">{user}</dd>
  <dt>Groups</dt><dd id="groups">{groups}</dd>
+ <dt>Workspace</dt><dd id="service">{service}</dd>
  <dt>Upstream</dt><dd id="upstream">{name}</dd>
  <dt>WebSocket echo</dt><dd id="ws"></dd>
 </dl>
@@ -106,6 +107,92 @@ wsTest();
 </script>
 </body>
 </html>
+"""
+
+
+# A repository's hostile page (served at any path ending with HOSTILE_PAGE): its script tries, with
+# the user's session in the browser, to read identity headers from every spelling of the outpost's
+# check endpoints, to make the workspace's answers clear or shadow authentik's cookies, and to set
+# cookies for other workspaces and the parent domain. It writes what it saw into #result as JSON
+# and then sets the title to "done". Query: `plant_name`/`plant_value` (a cookie the script plants
+# under authentik's name, at `plant_path`, for `plant_domain` if given), `parent` (a parent domain
+# for a cookie).
+HOSTILE_PAGE = "/__hostile"
+OUTPOST_SPELLINGS = [
+    "/outpost.goauthentik.io/auth/envoy",
+    "/outpost.goauthentik.io/auth/envoy/anything",
+    "/outpost.goauthentik.io/auth/nginx",
+    "/outpost.goauthentik.io/auth/traefik",
+    "/outpost.goauthentik.io/auth/caddy",
+    "/Outpost.goauthentik.io/auth/envoy",
+    "/OUTPOST.GOAUTHENTIK.IO/AUTH/ENVOY",
+    "//outpost.goauthentik.io/auth/envoy",
+    "/outpost.goauthentik.io//auth/envoy",
+    "/outpost.goauthentik.io/%61uth/envoy",
+    "/outpost.goauthentik.io/auth%2Fenvoy",
+    "/outpost%2Egoauthentik%2Eio/auth/envoy",
+    "/%2e%2e/outpost.goauthentik.io/auth/envoy",
+    "/outpost.goauthentik.io/static/%2e%2e/auth/envoy",
+    "/outpost.goauthentik.io/auth/envoy?X-authentik-auth-callback=true",
+    "/outpost.goauthentik.io/ping",
+]
+# Answers the page asks its own workspace for (each a RESPONSE_HEADER line).
+HOSTILE_ANSWERS = [
+    'Clear-Site-Data: "cookies"',
+    'Clear-Site-Data: "*"',
+    'Clear-Site-Data: "cache", "storage", "executionContexts"',
+    "Set-Cookie: =NAME=planted-by-nameless; Path=/",
+    "Set-Cookie: NAME=planted-by-header; Path=/",
+    "Set-Cookie: __Host-NAME=planted; Path=/; Secure",
+    "Set-Cookie: NAME=planted-for-prefix; Path=/github/octocat/",
+    "Set-Cookie: wide=1; Path=/; Domain=PARENT",
+    "Set-Cookie2: NAME=planted-by-cookie2; Version=1",
+]
+
+_HOSTILE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>running</title></head>
+<body><h1>hostile workspace</h1><pre id="result"></pre>
+<script>
+const SPELLINGS = {spellings};
+const ANSWERS = {answers};
+const q = new URLSearchParams(location.search);
+const name = q.get("plant_name") || "authentik_proxy_x";
+const parent = q.get("parent") || location.hostname;
+async function read(url, init) {{
+  try {{
+    const r = await fetch(url, Object.assign({{credentials: "include", redirect: "manual", cache: "no-store"}}, init || {{}}));
+    const headers = [];
+    r.headers.forEach((v, k) => headers.push([k, v]));
+    const body = r.type === "opaqueredirect" ? "" : (await r.text()).slice(0, 2000);
+    return {{url: url, status: r.status, type: r.type, headers: headers, body: body}};
+  }} catch (e) {{
+    return {{url: url, error: String(e)}};
+  }}
+}}
+async function main() {{
+  const out = {{reads: [], answers: [], cookies: {{}}}};
+  for (const path of SPELLINGS) out.reads.push(await read(location.origin + path));
+  const xhr = new XMLHttpRequest();
+  xhr.open("GET", location.origin + "/outpost.goauthentik.io/auth/envoy/xhr", false);
+  try {{ xhr.send(); out.reads.push({{url: "xhr", status: xhr.status, headers: [["all", xhr.getAllResponseHeaders()]], body: xhr.responseText.slice(0, 2000)}}); }}
+  catch (e) {{ out.reads.push({{url: "xhr", error: String(e)}}); }}
+  for (const line of ANSWERS) {{
+    const header = line.split("NAME").join(name).split("PARENT").join(parent);
+    out.answers.push(await read("echo", {{headers: {{"X-Test-Response-Header": header}}}}));
+  }}
+  out.answers.push(await read("hostile"));
+  document.cookie = "script_wide=1; path=/; domain=" + parent;
+  if (q.get("plant_value")) {{
+    document.cookie = name + "=" + q.get("plant_value") + "; path=" + (q.get("plant_path") || "/") +
+      (q.get("plant_domain") ? "; domain=" + q.get("plant_domain") : "");
+  }}
+  out.cookies.document = document.cookie;
+  out.echo = await read("echo");
+  document.getElementById("result").textContent = JSON.stringify(out);
+  document.title = "done";
+}}
+main();
+</script></body></html>
 """
 
 
@@ -157,7 +244,12 @@ class _UpstreamHandler(Handler):
                 self.close_connection = True
                 self.respond(400, [("Content-Type", "text/plain")], b"bad body framing\n")
                 return
-        owner._cold_start_wait(self.headers.get("Host") or "")
+        host = self.headers.get("Host") or ""
+        if owner.services is not None and host.split(".", 1)[0] not in owner.services:
+            # knative-local-gateway for a Service that does not exist.
+            self.respond(404, [("Content-Length", "0")], b"")
+            return
+        owner._cold_start_wait(host)
         echo = {
             "method": self.command,
             "path": self.raw_target,
@@ -185,6 +277,11 @@ class _UpstreamHandler(Handler):
             return
 
         path_only = self.raw_target.split("?", 1)[0]
+        if path_only.endswith(HOSTILE_PAGE):
+            page = _HOSTILE.format(spellings=json.dumps(OUTPOST_SPELLINGS), answers=json.dumps(HOSTILE_ANSWERS))
+            self.respond(200, [("Content-Type", "text/html; charset=utf-8"),
+                               ("Cache-Control", "no-store"), *extra], page.encode("utf-8"))
+            return
         if path_only.endswith("/__page") or (
             path_only == "/" and _prefers_html(self.headers.get("Accept") or "")
         ):
@@ -192,6 +289,7 @@ class _UpstreamHandler(Handler):
                 repo=html.escape(self.headers.get("X-GitHub-Repo") or ""),
                 user=html.escape(self.headers.get("X-Authentik-Username") or ""),
                 groups=html.escape(self.headers.get("X-Authentik-Groups") or ""),
+                service=html.escape(host.split(".", 1)[0]),
                 name=html.escape(owner.name),
             )
             self.respond(200, [("Content-Type", "text/html; charset=utf-8"),
@@ -281,6 +379,9 @@ class FakeUpstream(BackgroundServer):
         self.cold_starts = 0
         self.status: int | None = None
         self.response_headers: list[tuple[str, str]] = []
+        # None: every Host is a workspace. A set: only these Services exist (created by a
+        # provisioner); others get knative-local-gateway's 404.
+        self.services: set[str] | None = None
         self._lock = threading.Lock()
         self._last_seen: dict[str, float] = {}
         self._ready_at: dict[str, float] = {}
