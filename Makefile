@@ -14,7 +14,8 @@ CREATE    ?= 3
 VERSION   := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
 .PHONY: build test lint unit unit-wasm integration venv run image cli bench soak build-opt fuzz clean \
-  test-matrix test-envoy-oldest release
+  test-matrix test-envoy-oldest release \
+  provisioner kube bench-provisioner
 
 build: $(WASM)
 
@@ -29,20 +30,21 @@ $(VENV)/.installed: tests/requirements.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 	touch $@
 
+# --workspace: the filter and the provisioner (natively); the wasm build is the filter's alone.
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --release --target wasm32-wasip1 --lib -- -D warnings
 
 unit:
-	$(CARGO) test --quiet
+	$(CARGO) test --workspace --quiet
 
 # The core's unit tests compiled to the filter's target, run by Node.js's WASI
 # (tools/wasi-run.mjs, the runner in .cargo/config.toml).
 unit-wasm:
 	$(CARGO) test --quiet --target wasm32-wasip1 --lib
 
-integration: build venv
+integration: build venv kube
 	$(PY) -m pytest -q tests
 
 test: lint unit unit-wasm integration
@@ -114,6 +116,21 @@ fuzz:
 	    -dict=dict/$$target.dict -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
 	    -print_final_stats=1 || failed="$$failed $$target"; done; \
 	if [ -n "$$failed" ]; then echo "fuzz: failed:$$failed (inputs in fuzz/artifacts/)" >&2; exit 1; fi
+
+# The provisioner (ensure API + Workspace controller): target/provisioner/devcontainer-provisioner.
+provisioner:
+	$(CARGO) build --profile provisioner -p devcontainer-provisioner
+
+# A real kube-apiserver + kube-controller-manager (Kubernetes 1.20.2 from Debian's source package)
+# for the provisioner's tests: built once (minutes), cached under ~/.cache/devcontainer-gateway/.
+kube:
+	bash tools/kube-apiserver.sh
+
+# Provisioner numbers (README "Provisioner"): creation latency over 200 repositories, ensure calls
+# per second, API writes per workspace per hour, RSS with 5,000 workspaces. Not part of `make test`.
+BENCH_PROVISIONER_ARGS ?=
+bench-provisioner: venv kube provisioner
+	$(PY) bench/provisioner.py $(BENCH_PROVISIONER_ARGS)
 
 # The native CLI: `target/release/devcontainer-gateway render github/{owner}/{repo}`.
 cli:

@@ -26,6 +26,43 @@ struct Rule {
     effect: Effect,
 }
 
+/// A non-empty list of repository patterns, as a rule's `repos`: also what other components
+/// (the provisioner's allow-list) select repositories with, so the glob syntax has one definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoPatterns {
+    patterns: Vec<Pattern>,
+}
+
+impl RepoPatterns {
+    /// Parses a list of pattern strings; `path` names the list in refusals.
+    pub fn parse(path: &str, value: &Value) -> Result<RepoPatterns, ConfigError> {
+        Ok(RepoPatterns {
+            patterns: patterns(path, value)?,
+        })
+    }
+
+    /// Whether a canonical repository key (`github/octocat/hello-world`) matches any pattern.
+    pub fn matches(&self, repo: &str) -> bool {
+        let segments: Vec<&str> = repo.split('/').collect();
+        self.patterns.iter().any(|p| p.matches(&segments))
+    }
+}
+
+/// A rule's `repos` (and [`RepoPatterns`]): at least one pattern. Inlined: in the filter it has
+/// one caller, and the wasm module stays the size it was before the provisioner shared it.
+#[inline(always)]
+fn patterns(path: &str, value: &Value) -> Result<Vec<Pattern>, ConfigError> {
+    let texts = strings(path, value)?;
+    if texts.is_empty() {
+        return Err(refuse(path, "must list at least one repository pattern"));
+    }
+    texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Pattern::parse(&format!("{path}[{i}]"), t))
+        .collect()
+}
+
 /// `github/acme/*` (one segment), `gitlab/group/**` (one or more), `*` (every repository).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Pattern {
@@ -218,17 +255,7 @@ fn effect(path: &str, value: &Value) -> Result<Effect, ConfigError> {
 fn rule(path: &str, value: &Value) -> Result<Rule, ConfigError> {
     let mut fields = Fields::new(path, value)?;
     let repos = match fields.take("repos") {
-        Some((p, v)) => {
-            let texts = strings(&p, v)?;
-            if texts.is_empty() {
-                return Err(refuse(&p, "must list at least one repository pattern"));
-            }
-            texts
-                .iter()
-                .enumerate()
-                .map(|(i, t)| Pattern::parse(&format!("{p}[{i}]"), t))
-                .collect::<Result<Vec<_>, _>>()?
-        }
+        Some((p, v)) => patterns(&p, v)?,
         None => {
             return Err(refuse(
                 &fields.child("repos"),
@@ -332,6 +359,42 @@ mod tests {
             Effect::Deny
         );
         assert_eq!(p.decide("github/acme/x", "bob", "").effect, Effect::Allow);
+    }
+
+    #[test]
+    fn repo_patterns_alone_match_like_rules() {
+        // The module's own JSON, written as serde_json writes it.
+        macro_rules! json {
+            ($($t:tt)*) => {
+                crate::json::parse(&serde_json::json!($($t)*).to_string()).unwrap()
+            };
+        }
+        let list = RepoPatterns::parse(
+            "allow",
+            &json!(["github/acme/*", "gitlab/platform/**"]),
+        )
+        .unwrap();
+        assert!(list.matches("github/acme/widgets"));
+        assert!(!list.matches("github/acme/widgets/x"));
+        assert!(!list.matches("github/other/widgets"));
+        assert!(list.matches("gitlab/platform/a/b"));
+        assert!(!list.matches("gitlab/platform"));
+        let everything = RepoPatterns::parse("allow", &json!(["*"])).unwrap();
+        assert!(everything.matches("bitbucket/w/r"));
+        for (json, expected) in [
+            (json!([]), "allow: must list at least one"),
+            (
+                json!("github/*"),
+                "allow: must be a list of strings",
+            ),
+            (
+                json!(["acme/*"]),
+                "allow[0]: \"acme/*\" must start with github/",
+            ),
+        ] {
+            let message = RepoPatterns::parse("allow", &json).unwrap_err().to_string();
+            assert!(message.contains(expected), "{json:?}: {message}");
+        }
     }
 
     #[test]

@@ -90,6 +90,9 @@ fn is_token(text: &str) -> bool {
 /// provisioner validates the name again and computes the Service name itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ensure {
+    /// The Service the gateway routes to: the provisioner refuses the call when its own name
+    /// differs (the two disagree on the routing mode or the naming function).
+    pub service: String,
     pub forge: &'static str,
     pub repository: String,
     pub user: String,
@@ -102,6 +105,7 @@ impl Ensure {
             .text("forge", self.forge)
             .texts("groups", &self.groups)
             .text("repository", &self.repository)
+            .text("service", &self.service)
             .text("user", &self.user)
             .finish()
             .into_bytes()
@@ -435,7 +439,7 @@ fn read(status: Option<u32>, body: &[u8], service: &str) -> Result<Answer, Strin
                 },
             })
         }
-        400 | 403 | 429 => Ok(Answer {
+        400 | 403 | 409 | 429 => Ok(Answer {
             phase: Phase::Refused,
             status,
             reason: text("message")
@@ -728,6 +732,7 @@ mod tests {
     fn the_call_names_the_repository_and_the_user() {
         let p = section(FULL).unwrap();
         let ensure = Ensure {
+            service: "octocat--hello-world".into(),
             forge: "github",
             repository: "octocat/hello-world".into(),
             user: "alice".into(),
@@ -736,7 +741,7 @@ mod tests {
         let body: serde_json::Value = serde_json::from_slice(&ensure.body()).unwrap();
         assert_eq!(
             body,
-            serde_json::json!({"forge":"github","repository":"octocat/hello-world","user":"alice","groups":["developers"]})
+            serde_json::json!({"service":"octocat--hello-world","forge":"github","repository":"octocat/hello-world","user":"alice","groups":["developers"]})
         );
         let headers = ensure.headers(&p, "tok");
         assert!(headers.contains(&(":method".into(), "PUT".into())));

@@ -107,6 +107,7 @@ fn title(status: u32) -> &'static str {
         403 => "forbidden",
         429 => "too many requests",
         404 => "not found",
+        409 => "conflict",
         503 => "service unavailable",
         504 => "gateway timeout",
         _ => "refused",

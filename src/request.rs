@@ -781,6 +781,7 @@ fn routing_edits(
         .render(&service, &routing.namespace);
     let ensure = match (&config.provisioner, &routing.mode, repo) {
         (Some(_), Mode::PerRepo | Mode::PerUser, Some(id)) => Some(Ensure {
+            service: service.clone(),
             forge: id.forge().segment(),
             repository: format!("{}/{}", id.owner(), id.repo()),
             user: identity.username.clone(),

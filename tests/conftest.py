@@ -94,3 +94,31 @@ def cli() -> Path:
     subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "devcontainer-gateway"], cwd=ROOT,
                    check=True, timeout=600)
     return ROOT / "target" / "release" / "devcontainer-gateway"
+
+
+@pytest.fixture(scope="session")
+def kube_cluster():
+    """A real kube-apiserver + etcd + kube-controller-manager (garbage collector) with the Workspace
+    and Knative Service CRDs and the provisioner's shipped RBAC (tests/provisioner_process.py)."""
+    from provisioner_process import provisioning_cluster
+
+    with provisioning_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def knative(kube_cluster):
+    """Plays Knative Serving for the workspace namespace (tests/fakes/knative_standin.py)."""
+    from fakes.knative_standin import KnativeStandin
+    from provisioner_process import WORKSPACE_NAMESPACE
+
+    with KnativeStandin(kube_cluster.admin, WORKSPACE_NAMESPACE) as standin:
+        yield standin
+
+
+@pytest.fixture(scope="session")
+def provisioner_binary():
+    """The provisioner, built once per session (debug build: quick to compile)."""
+    from provisioner_process import build_provisioner
+
+    return build_provisioner()

@@ -61,7 +61,8 @@ def test_a_first_visit_asks_the_provisioner_once_and_shows_the_phase(gw, provisi
     assert b"<h1>Creating your workspace</h1>" in r.body and r.header("refresh") == "2"
     assert upstream.requests == []
     [call] = calls(provisioner, 1)
-    assert call == {"forge": "github", "repository": "octocat/hello-world", "user": "alice", "groups": ["developers"]}
+    assert call == {"service": "octocat--hello-world", "forge": "github", "repository": "octocat/hello-world",
+                    "user": "alice", "groups": ["developers"]}
     raw = provisioner.calls[0]
     headers = {n.lower(): v for n, v in raw["headers"]}
     assert raw["method"] == "PUT" and raw["path"] == "/v1/workspaces"
