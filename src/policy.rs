@@ -369,11 +369,8 @@ mod tests {
                 crate::json::parse(&serde_json::json!($($t)*).to_string()).unwrap()
             };
         }
-        let list = RepoPatterns::parse(
-            "allow",
-            &json!(["github/acme/*", "gitlab/platform/**"]),
-        )
-        .unwrap();
+        let list =
+            RepoPatterns::parse("allow", &json!(["github/acme/*", "gitlab/platform/**"])).unwrap();
         assert!(list.matches("github/acme/widgets"));
         assert!(!list.matches("github/acme/widgets/x"));
         assert!(!list.matches("github/other/widgets"));
@@ -383,10 +380,7 @@ mod tests {
         assert!(everything.matches("bitbucket/w/r"));
         for (json, expected) in [
             (json!([]), "allow: must list at least one"),
-            (
-                json!("github/*"),
-                "allow: must be a list of strings",
-            ),
+            (json!("github/*"), "allow: must be a list of strings"),
             (
                 json!(["acme/*"]),
                 "allow[0]: \"acme/*\" must start with github/",
