@@ -1,7 +1,7 @@
 //! One request through the gateway, over [`Host`]: request → cache → outpost → policy →
 //! provisioner gate → starting page → forward → response. Every step reads the request as
 //! [`request`] parsed it once; every end is an [`Outcome`], which moves its counter and writes
-//! its access line in one place ([`conclude`]).
+//! its access line in one place (`record`).
 //!
 //! A request moves `Start → Checking → Forwarded → Done`, or ends `Answered` wherever the gateway
 //! answers itself; each state carries what the next steps need.
