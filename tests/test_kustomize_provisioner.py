@@ -171,7 +171,8 @@ def provisioner_check(binary, config: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("changes, components", [
     ({}, ["components/provisioner"]), ({}, ["components/per-user", "components/provisioner"]),
     ({"workspace-namespace": "dev-ws", "provisioner-namespace": "ws-system"}, ["components/provisioner"]),
-], ids=["per-repo", "per-user", "custom-namespaces"])
+    ({}, ["host-mode", "components/provisioner", "components/traffic-extension"]),
+], ids=["per-repo", "per-user", "custom-namespaces", "host-mode-trafficextension"])
 def test_both_sides_accept_the_rendered_configuration(changes, components, cli, provisioner_binary):
     objects = render_with(changes, components)
     plugin = json.dumps(wasm_of(the_filter(objects))["pluginConfig"])
