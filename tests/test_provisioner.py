@@ -160,6 +160,33 @@ def test_first_ensure_creates_workspace_service_and_policy(kube_cluster, knative
     assert row[:5] == [name, "github", "octocat/hello-world", None, "Ready"]
 
 
+def test_a_workspace_made_by_hand_reads_creating_then_gets_its_service(kube_cluster, start):
+    """`kubectl apply` of a Workspace works too; until the controller has looked at it, the API
+    server's default shows it as Creating (no status write needed)."""
+    admin = kube_cluster.admin
+    name = "octocat--by-hand"
+    admin.create(kind_path("Workspace", NS), {
+        "apiVersion": "devcontainer-gateway.io/v1alpha1", "kind": "Workspace",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"forge": "github", "repository": "octocat/by-hand",
+                 "repositoryUrl": "https://github.com/octocat/by-hand"}})
+    assert workspace_status(kube_cluster, name) == {"phase": "Creating"}
+    table = admin.request("GET", kind_path("Workspace", NS), accept="application/json;as=Table;v=v1;g=meta.k8s.io")
+    assert table["rows"][0]["cells"][:5] == [name, "github", "octocat/by-hand", None, "Creating"]
+    # A Workspace whose name is not the gateway's for its repository gets nothing.
+    admin.create(kind_path("Workspace", NS), {
+        "apiVersion": "devcontainer-gateway.io/v1alpha1", "kind": "Workspace",
+        "metadata": {"name": "misnamed", "namespace": NS},
+        "spec": {"forge": "github", "repository": "octocat/other", "repositoryUrl": "https://github.com/octocat/other"}})
+    p = start()
+    wait_until(lambda: workspace_status(kube_cluster, name).get("phase") == "Ready", WAIT, "phase Ready")
+    assert get(kube_cluster, "KnativeService", name)
+    assert p.ensure("github", "octocat/by-hand", "alice")[0] == 200
+    wait_until(lambda: workspace_status(kube_cluster, "misnamed").get("phase") == "Failed", WAIT, "misnamed Failed")
+    assert 'must be named "octocat--other"' in workspace_status(kube_cluster, "misnamed")["message"]
+    assert get(kube_cluster, "KnativeService", "misnamed") is None
+
+
 def test_per_user_mode_gives_each_user_a_workspace(kube_cluster, start):
     p = start({"mode": "per-user"})
     a = p.ensure("github", "octocat/hello-world", "alice")
@@ -273,6 +300,11 @@ def test_bad_requests_and_bad_tokens_are_refused_and_create_nothing(kube_cluster
         assert status == 400, (body, answer)
         assert answer["phase"] == "Invalid" and answer["reason"] == reason, (body, answer)
         assert answer["message"], body
+    # The message says what was wrong.
+    message = p.ensure_raw(b'{"forge": "github", "repository": "a/b", "user": "alice", "image": "x"}')[2]["message"]
+    assert message.startswith("body.image: unknown field `image`"), message
+    message = p.ensure_raw(b'{"forge": "github", "repository": "a/b/c", "user": "alice"}')[2]["message"]
+    assert "a/b/c" in message and "(/github/{owner}/{repo}/)" in message, message
     good = b'{"forge": "github", "repository": "octocat/hello-world", "user": "alice"}'
     for token, headers in [
         (None, {}),
@@ -296,7 +328,7 @@ def test_bad_requests_and_bad_tokens_are_refused_and_create_nothing(kube_cluster
     assert names(kube_cluster, "Workspace") == []
     metrics = p.metrics()
     assert metrics['devcontainer_provisioner_ensure_total{outcome="unauthorized"}'] == 8
-    assert metrics['devcontainer_provisioner_ensure_total{outcome="invalid"}'] == len(BAD_BODIES)
+    assert metrics['devcontainer_provisioner_ensure_total{outcome="invalid"}'] == len(BAD_BODIES) + 2
 
 
 def test_twenty_concurrent_first_ensures_make_one_workspace(kube_cluster, start):

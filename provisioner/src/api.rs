@@ -159,12 +159,17 @@ async fn ensure(
             Err(e) => {
                 bump(&state.metrics.ensure_invalid);
                 let path = e.path().to_string();
+                let message = if path == "." {
+                    format!("body: {}", e.inner())
+                } else {
+                    format!("body.{path}: {}", e.inner())
+                };
                 return answer(
                     StatusCode::BAD_REQUEST,
                     "Invalid",
                     "",
                     "InvalidRequest",
-                    format!("body: {path}: {}", e.inner()),
+                    message,
                 );
             }
         }

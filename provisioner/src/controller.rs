@@ -21,6 +21,7 @@ use tracing::{debug, info, warn};
 use devcontainer_gateway::names::{knative_service_name, per_user_service_name};
 
 use crate::desired::{self, fingerprint, Owner};
+use crate::packed;
 use crate::phase::{summarize, Observed, Summary};
 use crate::state::{bump, network_policy_resource, service_resource, Cache, State};
 use crate::target::repo_id;
@@ -31,6 +32,8 @@ use crate::workspace::{
 
 /// Every Kubernetes call the controller makes is bounded.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+/// Objects per list request when a watch (re)starts.
+const LIST_PAGE: u32 = 100;
 /// How long an object that stays different after an apply of the same content is left alone.
 pub const REAPPLY_AFTER: Duration = Duration::from_secs(600);
 /// A Workspace is looked at again at least this often (idle expiry; cheap: reads the cache).
@@ -98,8 +101,13 @@ pub async fn run(
         reflector::store::Writer<DynamicObject>,
     ),
 ) {
-    let managed = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
-    let workspaces = watcher(state.workspaces.clone(), watcher::Config::default())
+    // Pages of 100: a page is parsed whole before it is packed, and the memory of the largest
+    // parse stays with the process.
+    let all = watcher::Config::default().page_size(LIST_PAGE);
+    let managed = all
+        .clone()
+        .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
+    let workspaces = watcher(state.workspaces.clone(), all)
         .default_backoff()
         .modify(|w: &mut Workspace| w.managed_fields_mut().clear())
         .reflect(writers.0)
@@ -107,13 +115,13 @@ pub async fn run(
         .applied_objects();
     let services = watcher(state.services.clone(), managed.clone())
         .default_backoff()
-        .modify(|o: &mut DynamicObject| o.managed_fields_mut().clear())
+        .modify(packed::pack)
         .reflect(writers.1)
         .inspect(listed(&state, Cache::Services))
         .touched_objects();
     let network_policies = watcher(state.network_policies.clone(), managed)
         .default_backoff()
-        .modify(|o: &mut DynamicObject| o.managed_fields_mut().clear())
+        .modify(packed::pack)
         .reflect(writers.2)
         .inspect(listed(&state, Cache::NetworkPolicies))
         .touched_objects();
@@ -361,7 +369,7 @@ fn applied(state: &State, key: String, desired: &Value) {
 }
 
 fn to_value(object: &DynamicObject) -> Value {
-    serde_json::to_value(object).unwrap_or(Value::Null)
+    packed::unpack(object)
 }
 
 /// The conditions for `summary`, keeping each one's transition time while its status holds.
@@ -489,7 +497,8 @@ pub fn current(state: &State, workspace: &Workspace) -> Summary {
         }
     }
     match state.service(&name) {
-        Some(service) => summarize(&Observed::Present(&to_value(&service))),
+        // `data` holds spec and status; the phase reads only the status (no copy of the object).
+        Some(service) => summarize(&Observed::Present(&service.data)),
         None => summarize(&Observed::Absent),
     }
 }

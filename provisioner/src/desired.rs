@@ -247,17 +247,17 @@ mod tests {
             object_difference(&live, &d.service).as_deref(),
             Some(".spec.template.spec.timeoutSeconds: 300 instead of 600")
         );
-        let mut fewer = d.network_policy.clone();
-        fewer["spec"]["policyTypes"] = json!(["Ingress"]);
+        let mut changed = d.network_policy.clone();
+        changed["spec"]["policyTypes"] = json!(["Ingress", "Egress"]);
         assert_eq!(
-            object_difference(&fewer, &d.network_policy).as_deref(),
-            Some(".spec.policyTypes: 1 items, not 2")
+            object_difference(&changed, &d.network_policy).as_deref(),
+            Some(".spec.policyTypes: 2 items, not 1")
         );
-        fewer["metadata"]["labels"]
+        changed["metadata"]["labels"]
             .as_object_mut()
             .unwrap()
             .remove(WORKSPACE_LABEL);
-        assert!(object_difference(&fewer, &d.network_policy)
+        assert!(object_difference(&changed, &d.network_policy)
             .unwrap()
             .starts_with(".metadata.labels.devcontainer-gateway.io/workspace: missing"));
     }
