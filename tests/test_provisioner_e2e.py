@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 
 import pytest
-from selenium.webdriver.common.by import By
 
 from chromium import SHOTS, chromium
 from fakes.upstream import FakeUpstream
@@ -74,6 +73,13 @@ def stack(kube_cluster, provisioner_binary, outpost, workspaces, request):
         thing.stop() if isinstance(thing, Envoy) else thing.__exit__(None, None, None)
 
 
+def text(browser, selector: str) -> str | None:
+    """The text of the first element `selector` finds, read in one script: the page reloads itself,
+    so an element found earlier may be gone by the time it is read."""
+    return browser.execute_script(
+        "const e = document.querySelector(arguments[0]); return e ? e.textContent.trim() : null;", selector)
+
+
 def names(cluster, kind: str) -> list[str]:
     return sorted(o["metadata"]["name"] for o in cluster.admin.items(kind_path(kind, NS)))
 
@@ -105,10 +111,9 @@ def test_a_browser_opens_a_new_repository_and_lands_in_its_own_workspace(stack, 
             "name": outpost.cookie_name, "value": outpost.login("alice"), "path": "/", "httpOnly": True,
             "url": f"http://127.0.0.1:{envoy.port}/"})
         browser.get(url)
-        heading = lambda d: (d.find_elements(By.TAG_NAME, "h1") or [None])[0]  # noqa: E731
-        wait_until(lambda: heading(browser) is not None and heading(browser).text in (
-            "Creating your workspace", "Starting your workspace"), WAIT, "the creating/starting page")
-        first = heading(browser).text
+        wait_until(lambda: text(browser, "h1") in ("Creating your workspace", "Starting your workspace"),
+                   WAIT, "the creating/starting page")
+        first = text(browser, "h1")
         browser.save_screenshot(str(SHOTS / "provisioner-01-creating.png"))
 
         # The Workspace, its Knative Service and NetworkPolicy exist, named by the one naming
@@ -129,17 +134,16 @@ def test_a_browser_opens_a_new_repository_and_lands_in_its_own_workspace(stack, 
         assert ksvc["spec"]["template"]["metadata"]["annotations"]["autoscaling.knative.dev/max-scale"] == "1"
 
         # Still starting: the page says so and keeps reloading, no workspace was reached.
-        wait_until(lambda: heading(browser) is not None and heading(browser).text == "Starting your workspace"
-                   or first == "Starting your workspace", WAIT, "the starting phase")
+        wait_until(lambda: text(browser, "h1") == "Starting your workspace" or first == "Starting your workspace",
+                   WAIT, "the starting phase")
         assert workspaces.requests == []
 
         # Knative reports it ready: the page reloads into the workspace.
         knative.mark_ready(name)
-        wait_until(lambda: browser.find_elements(By.ID, "repo")
-                   and browser.find_element(By.ID, "repo").text == "https://github.com/octocat/spoon-knife",
-                   WAIT, "the workspace page")
-        assert browser.find_element(By.ID, "user").text == "alice"
-        assert browser.find_element(By.ID, "service").text == name
+        wait_until(lambda: text(browser, "#repo") == "https://github.com/octocat/spoon-knife", WAIT,
+                   "the workspace page")
+        assert text(browser, "#user") == "alice"
+        assert text(browser, "#service") == name
         assert browser.current_url == url
         browser.save_screenshot(str(SHOTS / "provisioner-02-workspace.png"))
     assert admin.get(kind_path("Workspace", NS, name))["status"]["phase"] == "Ready"

@@ -25,7 +25,7 @@ use tracing::{debug, info, warn};
 
 use crate::controller::{bounded, current, last_use, Error};
 use crate::limits::{check_allowed, check_quota, Creator, Refusal};
-use crate::state::{bump, Pending, State};
+use crate::state::{bump, LastUseWrite, Pending, State};
 use crate::target::{validate, EnsureRequest, Invalid, Target};
 use crate::workspace::{
     ForgeName, Phase, Workspace, WorkspaceSpec, CREATED_BY_ANNOTATION,
@@ -313,20 +313,25 @@ fn same_repository(workspace: &Workspace, target: &Target) -> bool {
         && workspace.spec.user == target.owner
 }
 
-/// Forgets a last-use write once the cache shows it (called for every Workspace change): from
-/// then on the cached value decides, whatever later sets it.
-pub fn forget_reflected_use(state: &State, workspace: &Workspace) {
-    let Some(seen) = workspace
+/// The `status.lastUsed` the cache shows.
+fn recorded_use(workspace: &Workspace) -> Option<Timestamp> {
+    workspace
         .status
         .as_ref()
         .and_then(|s| s.last_used.as_ref())
         .map(|t| t.0)
-    else {
-        return;
-    };
+}
+
+/// Forgets a last-use write once the cache shows any other last use than the one it replaced
+/// (ours, or whatever someone set since): from then on the cached value decides. Called for every
+/// Workspace change.
+pub fn forget_reflected_use(state: &State, workspace: &Workspace) {
     if let Ok(mut written) = state.last_used.lock() {
         let name = workspace.name_any();
-        if written.get(&name).is_some_and(|ours| seen >= *ours) {
+        if written
+            .get(&name)
+            .is_some_and(|write| write.replaced != recorded_use(workspace))
+        {
             written.remove(&name);
         }
     }
@@ -336,29 +341,35 @@ pub fn forget_reflected_use(state: &State, workspace: &Workspace) {
 /// write per workspace per interval, in the background (the answer does not wait for it).
 fn record_use(state: &Arc<State>, workspace: &Workspace) {
     let name = workspace.name_any();
-    // Whole seconds: what the API server keeps of a Time, so the cached value compares equal.
+    // Whole seconds: what the API server keeps of a Time.
     let now = Timestamp::now();
     let now = Timestamp::from_second(now.as_second()).unwrap_or(now);
     let interval =
         SignedDuration::try_from(state.config.last_used_interval).unwrap_or(SignedDuration::MAX);
-    let cached = last_use(workspace);
+    let recorded = recorded_use(workspace);
     {
         let Ok(mut written) = state.last_used.lock() else {
             return;
         };
-        let last = match (written.get(&name).copied(), cached) {
-            // The cache shows our write (or a later one): the entry has done its job.
-            (Some(ours), Some(seen)) if seen >= ours => {
+        let last = match written.get(&name) {
+            // Our write is not in the cache yet: it counts.
+            Some(write) if write.replaced == recorded => Some(write.at),
+            Some(_) => {
                 written.remove(&name);
-                Some(seen)
+                last_use(workspace)
             }
-            (Some(ours), _) => Some(ours),
-            (None, seen) => seen,
+            None => last_use(workspace),
         };
         if last.is_some_and(|last| now.duration_since(last) < interval) {
             return;
         }
-        written.insert(name.clone(), now);
+        written.insert(
+            name.clone(),
+            LastUseWrite {
+                at: now,
+                replaced: recorded,
+            },
+        );
     }
     // Counted before the answer leaves, so the counter is exact when the caller reads it.
     bump(&state.metrics.writes_last_used);

@@ -232,20 +232,21 @@ async fn reconcile(workspace: Arc<Workspace>, state: Arc<State>) -> Result<Actio
         }
     }
 
-    let observed = match provision(&workspace, &state).await {
-        Ok(service) => service,
-        Err(message) => {
-            warn!(workspace = %name, %message, "cannot provision");
-            Provisioned::Failed(message)
-        }
-    };
-    let summary = match &observed {
-        Provisioned::Service(service) => summarize(&Observed::Present(service)),
-        Provisioned::Failed(message) => summarize(&Observed::ApplyFailed(message.clone())),
+    let provisioned = provision(&workspace, &state).await;
+    let summary = match &provisioned {
+        Ok(service) => summarize(&Observed::Present(service)),
+        Err(Unprovisioned::Spec(message)) => summarize(&Observed::Invalid(message.clone())),
+        Err(Unprovisioned::Apply(message)) => summarize(&Observed::ApplyFailed(message.clone())),
     };
     write_status(&workspace, &state, &summary).await?;
-    if let Provisioned::Failed(message) = observed {
-        return Err(Error::Invalid(message));
+    match provisioned {
+        Ok(_) => {}
+        // Nothing to retry until someone changes the Workspace (which reconciles it again).
+        Err(Unprovisioned::Spec(message)) => {
+            warn!(workspace = %name, %message, "cannot provision: invalid Workspace");
+            return Ok(Action::await_change());
+        }
+        Err(Unprovisioned::Apply(message)) => return Err(Error::Invalid(message)),
     }
     if let Ok(mut names) = state.reconciled.lock() {
         names.insert(name);
@@ -261,31 +262,34 @@ async fn reconcile(workspace: Arc<Workspace>, state: Arc<State>) -> Result<Actio
     Ok(Action::requeue(next))
 }
 
-enum Provisioned {
-    /// The live (or just applied) Knative Service.
-    Service(Value),
-    Failed(String),
+/// Why a Workspace has no Service: its spec can never have one (until edited), or applying
+/// failed (retried).
+enum Unprovisioned {
+    Spec(String),
+    Apply(String),
 }
 
-/// Applies the Knative Service and NetworkPolicy when the cached ones differ from the template's.
-async fn provision(workspace: &Workspace, state: &State) -> Result<Provisioned, String> {
+/// Applies the Knative Service and NetworkPolicy when the cached ones differ from the template's;
+/// the live (or just applied) Knative Service.
+async fn provision(workspace: &Workspace, state: &State) -> Result<Value, Unprovisioned> {
     let name = workspace.name_any();
-    let expected = expected_name(&workspace.spec)?;
+    let expected = expected_name(&workspace.spec).map_err(Unprovisioned::Spec)?;
     if expected != name {
-        return Err(format!(
+        return Err(Unprovisioned::Spec(format!(
             "a Workspace for this repository must be named {expected:?}: the gateway routes to that Service only"
-        ));
+        )));
     }
     let forge = serde_json::to_value(workspace.spec.forge)
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default();
-    let id = repo_id(&forge, &workspace.spec.repository).map_err(|e| e.message)?;
+    let id =
+        repo_id(&forge, &workspace.spec.repository).map_err(|e| Unprovisioned::Spec(e.message))?;
     let uid = workspace
         .metadata
         .uid
         .clone()
-        .ok_or("the Workspace has no uid yet")?;
+        .ok_or_else(|| Unprovisioned::Apply("the Workspace has no uid yet".into()))?;
     let desired = desired::render(
         &id,
         &name,
@@ -295,7 +299,8 @@ async fn provision(workspace: &Workspace, state: &State) -> Result<Provisioned, 
             name: &name,
             uid: &uid,
         },
-    )?;
+    )
+    .map_err(Unprovisioned::Spec)?;
     let params = PatchParams::apply(FIELD_MANAGER).force();
 
     let key = format!("NetworkPolicy/{name}");
@@ -308,7 +313,7 @@ async fn provision(workspace: &Workspace, state: &State) -> Result<Provisioned, 
             &Patch::Apply(&desired.network_policy),
         ))
         .await
-        .map_err(|e| format!("applying NetworkPolicy {name}: {e}"))?;
+        .map_err(|e| Unprovisioned::Apply(format!("applying NetworkPolicy {name}: {e}")))?;
         applied(state, key, &desired.network_policy);
         debug!(workspace = %name, "NetworkPolicy applied");
     }
@@ -317,7 +322,7 @@ async fn provision(workspace: &Workspace, state: &State) -> Result<Provisioned, 
     let live = state.service(&name).map(|o| to_value(&o));
     if !should_apply(state, &key, live.as_ref(), &desired.service) {
         if let Some(live) = live {
-            return Ok(Provisioned::Service(live));
+            return Ok(live);
         }
     }
     bump(&state.metrics.writes_service_apply);
@@ -327,10 +332,10 @@ async fn provision(workspace: &Workspace, state: &State) -> Result<Provisioned, 
             .patch(&name, &params, &Patch::Apply(&desired.service)),
     )
     .await
-    .map_err(|e| format!("applying Knative Service {name}: {e}"))?;
+    .map_err(|e| Unprovisioned::Apply(format!("applying Knative Service {name}: {e}")))?;
     applied(state, key, &desired.service);
     info!(workspace = %name, "Knative Service applied");
-    Ok(Provisioned::Service(to_value(&result)))
+    Ok(to_value(&result))
 }
 
 /// Whether to apply `desired`: not when the live object already has it, and not again within
@@ -379,8 +384,8 @@ fn conditions(
     generation: Option<i64>,
     now: &Time,
 ) -> Vec<Condition> {
-    let provisioned = if summary.reason == "ApplyFailed" {
-        ("False", "ApplyFailed", summary.message.clone())
+    let provisioned = if summary.reason == "ApplyFailed" || summary.reason == "InvalidSpec" {
+        ("False", summary.reason.as_str(), summary.message.clone())
     } else {
         (
             "True",
@@ -483,16 +488,16 @@ async fn write_status(
 pub fn current(state: &State, workspace: &Workspace) -> Summary {
     let name = workspace.name_any();
     if let Some(status) = &workspace.status {
-        let apply_failed = status
+        let unprovisioned = status
             .conditions
             .iter()
-            .any(|c| c.type_ == CONDITION_PROVISIONED && c.status == "False");
-        if apply_failed {
+            .find(|c| c.type_ == CONDITION_PROVISIONED && c.status == "False");
+        if let Some(condition) = unprovisioned {
             return Summary {
                 phase: Phase::Failed,
                 ready: "False",
-                reason: "ApplyFailed".into(),
-                message: status.message.clone().unwrap_or_default(),
+                reason: condition.reason.clone(),
+                message: condition.message.clone(),
             };
         }
     }

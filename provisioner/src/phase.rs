@@ -14,6 +14,9 @@ pub enum Observed<'a> {
     Present(&'a Value),
     /// Applying the Service or NetworkPolicy failed; the message says why.
     ApplyFailed(String),
+    /// The Workspace can have no Service (a name that is not the gateway's for its repository,
+    /// an invalid repository); the message says why.
+    Invalid(String),
 }
 
 /// The outcome: the phase and the `Ready` condition's status, reason and message.
@@ -45,6 +48,12 @@ pub fn summarize(observed: &Observed<'_>) -> Summary {
             phase: Phase::Failed,
             ready: "False",
             reason: "ApplyFailed".into(),
+            message: message.clone(),
+        },
+        Observed::Invalid(message) => Summary {
+            phase: Phase::Failed,
+            ready: "False",
+            reason: "InvalidSpec".into(),
             message: message.clone(),
         },
         Observed::Present(service) => {
@@ -149,6 +158,8 @@ mod tests {
                 "{status}"
             );
         }
+        let s = summarize(&Observed::Invalid("misnamed".into()));
+        assert_eq!((s.phase, s.reason.as_str()), (Phase::Failed, "InvalidSpec"));
         let s = summarize(&Observed::ApplyFailed("forbidden".into()));
         assert_eq!((s.phase, s.message.as_str()), (Phase::Failed, "forbidden"));
     }

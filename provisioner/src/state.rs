@@ -38,8 +38,8 @@ pub struct State {
     /// each one as it sees it): they count for quotas, and a second request does not create them
     /// again.
     pub pending: Mutex<HashMap<String, Pending>>,
-    /// Last-use writes not yet seen in the Workspace cache: workspace name -> time written.
-    pub last_used: Mutex<HashMap<String, Timestamp>>,
+    /// Last-use writes not yet seen in the Workspace cache, by workspace name.
+    pub last_used: Mutex<HashMap<String, LastUseWrite>>,
     pub metrics: Metrics,
     /// Objects applied recently: "Kind/name" -> (fingerprint of the content, when).
     pub applied: Mutex<HashMap<String, (u64, Instant)>>,
@@ -67,6 +67,13 @@ impl Cache {
 #[derive(Default)]
 pub struct Creation {
     pub log: CreationLog,
+}
+
+/// A last-use write the cache has not shown yet: when, and the value it replaced (while the cache
+/// still shows that one, the write is not in it).
+pub struct LastUseWrite {
+    pub at: Timestamp,
+    pub replaced: Option<Timestamp>,
 }
 
 /// A Workspace this process created that the cache has not shown yet, and who created it.
