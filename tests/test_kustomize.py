@@ -241,7 +241,9 @@ def test_every_default_value_is_replaced(components):
 def provisioner_settings_are_written(objects: list[dict], config: dict, changes: dict) -> None:
     namespace, workspaces = changes["provisioner-namespace"], changes["workspace-namespace"]
     fqdn = f"devcontainer-provisioner.{namespace}.svc.cluster.local"
-    assert (config["provisioner"]["cluster"], config["provisioner"]["authority"]) == (f"outbound|80||{fqdn}", fqdn)
+    [port] = one_of(objects, "Service", "devcontainer-provisioner")["spec"]["ports"]
+    assert (config["provisioner"]["cluster"], config["provisioner"]["authority"]) == (
+        f"outbound|{port['port']}||{fqdn}", fqdn)
     own = [o for o in objects if o["metadata"]["name"] == "devcontainer-provisioner"]
     assert sorted(o["kind"] for o in own) == ["ConfigMap", "Deployment", "NetworkPolicy", "Role", "RoleBinding",
                                                "Service", "ServiceAccount"]
