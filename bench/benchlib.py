@@ -23,7 +23,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from harness import _die_with_parent, free_port
+from harness import _die_with_parent, free_port, hcm  # noqa: F401 (hcm: for bench/run.py)
 from wsload import upgrade_request
 
 # Identity of the logged-in user, as authentik's outpost answers its 200.
@@ -69,6 +69,7 @@ error_log {dir}/error.log warn;
 events {{ worker_connections 8192; }}
 http {{
   access_log off;
+  sendfile on;
   log_format count ".";
   keepalive_requests 100000000;
   keepalive_timeout 300s;
@@ -94,6 +95,10 @@ http {{
     location / {{
 {seen}
       return 200 "workspace\\n";
+    }}
+    location ~ /download[.]bin$ {{
+      root {dir};
+      try_files /download.bin =404;
     }}
     location ~ /websockify$ {{
 {seen}
@@ -164,6 +169,8 @@ class Nginx:
         for _ in range(attempts):
             self.outpost, self.upstream = free_port(), free_port()
             (self.workdir / "tmp").mkdir(exist_ok=True)
+            with open(self.workdir / "download.bin", "wb") as blob:
+                blob.truncate(DOWNLOAD_BYTES)
             identity = "\n".join(f"      add_header {n} {v};" for n, v in IDENTITY)
             seen = "\n".join(f"      add_header {n} {v} always;" for n, v in SEEN)
             conf = NGINX_CONF.format(dir=self.workdir, outpost=self.outpost, upstream=self.upstream,
@@ -199,9 +206,9 @@ WRK_RESULT = r"""
 function write_result(summary, latency)
   local e = summary.errors
   io.write(string.format(
-    'WRK_RESULT {"requests": %d, "duration_us": %d, "p50_us": %d, "p90_us": %d, "p99_us": %d, ' ..
+    'WRK_RESULT {"requests": %d, "bytes": %d, "duration_us": %d, "p50_us": %d, "p90_us": %d, "p99_us": %d, ' ..
     '"mean_us": %.1f, "max_us": %d, "connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}\n',
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
+    summary.requests, summary.bytes, summary.duration, latency:percentile(50), latency:percentile(90),
     latency:percentile(99), latency.mean, latency.max, e.connect, e.read, e.write, e.status, e.timeout))
 end
 """
@@ -211,6 +218,9 @@ function done(summary, latency, requests)
   write_result(summary, latency)
 end
 """
+
+# The download of the per-byte variants: a sparse file, so nginx reads zeros from the page cache.
+DOWNLOAD_BYTES = 512 * 1024 * 1024
 
 # Pass/miss limits shared by `make bench` and `make soak` (decimal units: 2 MB = 2,000,000 bytes).
 RSS_DRIFT_LIMIT_BYTES = 2_000_000
@@ -320,11 +330,6 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-def hcm(bootstrap: dict) -> dict:
-    """The HttpConnectionManager of the public listener."""
-    return bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
 
 
 def refusal(log: str) -> str:

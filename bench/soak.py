@@ -39,7 +39,7 @@ import time
 
 from benchlib import (RSS_DRIFT_LIMIT_BYTES, SESSION_COOKIE, WRK_RESULT, Nginx, _die_with_parent, process_pid,
                       rss_kib, upgrade_once, wrk)
-from harness import WASM, Envoy, gateway_config
+from harness import WASM, Envoy, counters, gateway_config
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "gw.example"
@@ -170,11 +170,6 @@ def wasm_failure_stats(envoy: Envoy) -> dict[str, int]:
             if n.startswith("wasm") and any(w in n for w in ("fail", "crash"))}
 
 
-def filter_counters(envoy: Envoy) -> dict[str, int]:
-    prefix = "wasmcustom.devcontainer_gateway_"
-    return {n[len(prefix):]: v for n, v in envoy.stats(prefix).items()}
-
-
 def mixed_load(envoy: Envoy, requests: int, args: argparse.Namespace) -> dict:
     """`requests` answers: wrk's share of the cycle and, at the same time, wsload's upgrades."""
     ws_count = round(requests * args.ws_fraction)
@@ -276,20 +271,20 @@ def main() -> int:
                 print(f"warm-up: {args.warmup_requests:,} requests", file=sys.stderr)
                 mixed_load(envoy, args.warmup_requests, args)
             time.sleep(0.5)
-            rss_before, counters_before = rss_kib(pid), filter_counters(envoy)
+            rss_before, counters_before = rss_kib(pid), counters(envoy)
             print(f"soak: {args.requests:,} requests", file=sys.stderr)
             started = time.monotonic()
             load = mixed_load(envoy, args.requests, args)
             seconds = time.monotonic() - started
             time.sleep(0.5)
-            rss_after, counters_after = rss_kib(pid), filter_counters(envoy)
-            counters = {n: counters_after[n] - counters_before.get(n, 0) for n in counters_after}
+            rss_after, counters_after = rss_kib(pid), counters(envoy)
+            counted = {n: counters_after[n] - counters_before.get(n, 0) for n in counters_after}
             failures = wasm_failure_stats(envoy)
         finally:
             envoy.stop()
             shutil.rmtree(envoy.workdir, ignore_errors=True)
 
-    statuses, problems = account(load, counters, args.connections + args.ws_connections)
+    statuses, problems = account(load, counted, args.connections + args.ws_connections)
     drift = rss_after - rss_before
     if drift * 1024 > RSS_DRIFT_LIMIT_BYTES:
         problems.append(f"Envoy RSS grew by {drift} KiB (limit 2 MB)")
@@ -303,10 +298,10 @@ def main() -> int:
     for code, n in sorted(statuses.items()):
         print(f"{code:>6} {n:>10,} {n / max(total, 1):>7.1%}  {kinds.get(code, 'UNEXPECTED')}")
     print(f"sent by wrk: {load['wrk'].get('mix', {}).get('sent', {})}; upgrades asked: {load['ws_target']:,}")
-    print(f"filter counters during the soak: {counters}")
+    print(f"filter counters during the soak: {counted}")
     print(f"Envoy RSS: {rss_before} KiB before, {rss_after} KiB after: drift {drift:+} KiB (limit 2 MB)")
     print(f"wasm failure/crash stats: {failures or 'none defined'}")
-    report |= {"statuses": statuses, "seconds": round(seconds, 1), "load": load, "filter_counters": counters,
+    report |= {"statuses": statuses, "seconds": round(seconds, 1), "load": load, "filter_counters": counted,
                "rss_before_kib": rss_before, "rss_after_kib": rss_after, "rss_drift_kib": drift,
                "wasm_failure_stats": failures, "problems": problems}
     Path(args.json).write_text(json.dumps(report, indent=2) + "\n")

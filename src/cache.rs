@@ -1,8 +1,8 @@
 //! The decision cache, as data: which credentials a cached "yes" belongs to, and how an entry is
 //! written into (and read back from) proxy-wasm shared data, where every Envoy worker sees it.
 //!
-//! Only allowed outcomes are cached, keyed by a SHA-256 of exactly what the outpost judged: the
-//! host and the client's session cookies and `Authorization`. The table is a fixed number of slots
+//! Only allowed outcomes are cached, keyed by exactly what the outpost judged: a SHA-256 of the
+//! client's session cookies and `Authorization`, and the host. The table is a fixed number of slots
 //! (a key's slot is a function of its hash), so it is bounded without enumeration, and a new entry
 //! evicts whatever shared its slot. Every entry carries its full key and its expiry: another
 //! session's entry in the same slot is a miss, an expired one is never served.
@@ -10,23 +10,38 @@
 use sha2::{Digest, Sha256};
 
 use crate::auth::Identity;
-use crate::config::Config;
+use crate::headers::Credentials;
 
-/// A request's place in the cache: `entry` is what an entry must match (credentials and host),
-/// `session` picks the slot (credentials only), so that all hosts of one session share one slot
-/// and a logout on any of them empties it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A request's place in the cache: `session` (a SHA-256 of the credentials) picks the slot, so
+/// that all hosts of one session share one slot and a logout on any of them empties it; an entry
+/// also names the host it was answered for.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Key {
-    pub entry: [u8; 32],
     pub session: [u8; 32],
+    /// The request's host, lower case: the outpost picks the application by it.
+    pub host: String,
 }
 
-const MAGIC: &[u8; 4] = b"dgc1";
+const MAGIC: &[u8; 4] = b"dgc2";
 const SLOT_PREFIX: &str = "devcontainer-gateway/decision/";
+
+/// What an answer depends on besides the credentials and the host: which headers the outpost is
+/// asked for, and where. Computed once per configuration; a new one never reads an old entry.
+pub fn scope(identity_headers: &[String], path_prefix: &str) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(b"dgc2\0");
+    for name in identity_headers {
+        hasher.update(name.as_bytes());
+        hasher.update(b",");
+    }
+    hasher.update(b"\0");
+    hasher.update(path_prefix.as_bytes());
+    hasher.finalize().into()
+}
 
 /// The cache key of a request, or `None` when it carries no credentials (nothing to remember).
 pub fn key(
-    config: &Config,
+    credentials: &Credentials,
     host: &str,
     cookie: Option<&[u8]>,
     authorization: Option<&[u8]>,
@@ -36,7 +51,7 @@ pub fn key(
     for pair in cookie.unwrap_or_default().split(|b| *b == b';') {
         let pair = pair.trim_ascii();
         let name = pair.split(|b| *b == b'=').next().unwrap_or_default();
-        if config.credentials.is_session_cookie(name.trim_ascii()) {
+        if credentials.is_session_cookie(name.trim_ascii()) {
             hasher.update(b"\0c");
             hasher.update(pair);
             any = true;
@@ -47,22 +62,9 @@ pub fn key(
         hasher.update(authorization);
         any = true;
     }
-    if !any {
-        return None;
-    }
-    let session: [u8; 32] = hasher.finalize().into();
-    // What the outpost's answer depends on besides the credentials: the host (its application)
-    // and which headers it is asked for. A new configuration never reads an old entry.
-    let mut hasher = Sha256::new();
-    hasher.update(session);
-    hasher.update(host.to_ascii_lowercase().as_bytes());
-    hasher.update(b"\0");
-    hasher.update(config.identity_headers.join(",").as_bytes());
-    hasher.update(b"\0");
-    hasher.update(config.outpost.path_prefix.as_bytes());
-    Some(Key {
-        entry: hasher.finalize().into(),
-        session,
+    any.then(|| Key {
+        session: hasher.finalize().into(),
+        host: host.to_ascii_lowercase(),
     })
 }
 
@@ -71,7 +73,7 @@ pub fn key(
 /// The outpost ends only the session it reads (the first cookie of its name); the cache must not
 /// keep serving any session the request carried.
 pub fn logout_keys(
-    config: &Config,
+    credentials: &Credentials,
     host: &str,
     cookie: Option<&[u8]>,
     authorization: Option<&[u8]>,
@@ -84,12 +86,12 @@ pub fn logout_keys(
             }
         }
     };
-    add(key(config, host, cookie, authorization));
-    add(key(config, host, None, authorization));
+    add(key(credentials, host, cookie, authorization));
+    add(key(credentials, host, None, authorization));
     for pair in cookie.unwrap_or_default().split(|b| *b == b';') {
-        add(key(config, host, Some(pair), None));
+        add(key(credentials, host, Some(pair), None));
         if authorization.is_some() {
-            add(key(config, host, Some(pair), authorization));
+            add(key(credentials, host, Some(pair), authorization));
         }
     }
     keys
@@ -104,11 +106,14 @@ pub fn slot(key: &Key, max_entries: u32) -> String {
     format!("{SLOT_PREFIX}{n}")
 }
 
-/// An allowed outcome for `key`, valid until `expires_ms` (milliseconds since the epoch).
-pub fn encode(key: &Key, expires_ms: u64, identity: &Identity) -> Vec<u8> {
-    let mut out = Vec::with_capacity(identity.headers.len().saturating_mul(48).saturating_add(64));
+/// An allowed outcome for `key` under `scope`, valid until `expires_ms` (milliseconds since the
+/// epoch).
+pub fn encode(key: &Key, scope: &[u8; 32], expires_ms: u64, identity: &Identity) -> Vec<u8> {
+    let mut out = Vec::with_capacity(identity.headers.len().saturating_mul(48).saturating_add(96));
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&key.entry);
+    out.extend_from_slice(&key.session);
+    out.extend_from_slice(scope);
+    put(&mut out, key.host.as_bytes());
     out.extend_from_slice(&expires_ms.to_le_bytes());
     put(&mut out, identity.username.as_bytes());
     put(&mut out, identity.groups.as_bytes());
@@ -123,25 +128,15 @@ pub fn encode(key: &Key, expires_ms: u64, identity: &Identity) -> Vec<u8> {
 
 /// What a logout leaves in the slot of its session: an entry that no key matches.
 pub fn tombstone() -> Vec<u8> {
-    encode(
-        &Key {
-            entry: [0; 32],
-            session: [0; 32],
-        },
-        0,
-        &Identity {
-            username: String::new(),
-            groups: String::new(),
-            headers: Vec::new(),
-        },
-    )
+    MAGIC.to_vec()
 }
 
-/// The identity cached for `key`, if the slot holds a live entry of that very key.
-pub fn decode(bytes: &[u8], key: &Key, now_ms: u64) -> Option<Identity> {
+/// The identity cached for `key` under `scope`, if the slot holds a live entry of that very key.
+pub fn decode(bytes: &[u8], key: &Key, scope: &[u8; 32], now_ms: u64) -> Option<Identity> {
     let rest = bytes.strip_prefix(MAGIC)?;
-    let (stored, rest) = rest.split_first_chunk::<32>()?;
-    if *stored != key.entry {
+    let (session, rest) = rest.split_first_chunk::<32>()?;
+    let (stored_scope, mut rest) = rest.split_first_chunk::<32>()?;
+    if *session != key.session || stored_scope != scope || take(&mut rest)? != key.host.as_bytes() {
         return None;
     }
     let (expires, mut rest) = rest.split_first_chunk::<8>()?;
@@ -191,8 +186,11 @@ fn take<'b>(rest: &mut &'b [u8]) -> Option<&'b [u8]> {
 mod tests {
     use super::*;
 
-    fn config() -> Config {
-        crate::config::parse(br#"{"outpost":{"cluster":"c"}}"#).unwrap()
+    fn credentials() -> Credentials {
+        Credentials {
+            cookie_prefixes: vec!["authentik_".into()],
+            forward_authorization: false,
+        }
     }
 
     fn alice() -> Identity {
@@ -208,7 +206,7 @@ mod tests {
 
     #[test]
     fn keys_depend_on_session_cookies_authorization_and_host_only() {
-        let c = config();
+        let c = credentials();
         let k = |host, cookie: &str, auth: Option<&str>| {
             key(&c, host, Some(cookie.as_bytes()), auth.map(str::as_bytes))
         };
@@ -217,8 +215,8 @@ mod tests {
         assert_eq!(base, k("GW", "authentik_proxy_1=s1; theme=light", None));
         assert_ne!(base, k("gw", "authentik_proxy_1=s2", None));
         let other_host = k("other", "authentik_proxy_1=s1", None).unwrap();
-        assert_ne!(base.unwrap().entry, other_host.entry);
-        assert_eq!(base.unwrap().session, other_host.session);
+        assert_ne!(base.as_ref().unwrap(), &other_host);
+        assert_eq!(base.as_ref().unwrap().session, other_host.session);
         assert_ne!(base, k("gw", "authentik_proxy_1=s1", Some("Basic x")));
         assert_eq!(k("gw", "theme=dark", None), None);
         assert!(k("gw", "", Some("Bearer t")).is_some());
@@ -227,20 +225,35 @@ mod tests {
     #[test]
     fn entries_round_trip_and_expire() {
         let key = Key {
-            entry: [7u8; 32],
             session: [9u8; 32],
+            host: "gw".into(),
         };
-        let bytes = encode(&key, 1_000, &alice());
-        assert_eq!(decode(&bytes, &key, 999), Some(alice()));
-        assert_eq!(decode(&bytes, &key, 1_000), None);
-        let other = Key {
-            entry: [8u8; 32],
-            ..key
-        };
-        assert_eq!(decode(&bytes, &other, 0), None);
-        assert_eq!(decode(&tombstone(), &key, 0), None);
+        let scope = scope(&["x-authentik-username".into()], "/check");
+        let bytes = encode(&key, &scope, 1_000, &alice());
+        assert_eq!(decode(&bytes, &key, &scope, 999), Some(alice()));
+        assert_eq!(decode(&bytes, &key, &scope, 1_000), None);
+        for other in [
+            Key {
+                session: [8u8; 32],
+                ..key.clone()
+            },
+            Key {
+                host: "gw2".into(),
+                ..key.clone()
+            },
+        ] {
+            assert_eq!(decode(&bytes, &other, &scope, 0), None);
+        }
+        // Another configuration (identity headers, check path) never reads the entry.
+        for other in [
+            super::scope(&["x-authentik-uid".into()], "/check"),
+            super::scope(&["x-authentik-username".into()], "/other"),
+        ] {
+            assert_eq!(decode(&bytes, &key, &other, 0), None);
+        }
+        assert_eq!(decode(&tombstone(), &key, &scope, 0), None);
         for cut in 0..bytes.len() {
-            assert_eq!(decode(&bytes[..cut], &key, 0), None, "{cut}");
+            assert_eq!(decode(&bytes[..cut], &key, &scope, 0), None, "{cut}");
         }
         assert!(slot(&key, 10).starts_with(SLOT_PREFIX));
         assert_eq!(slot(&key, 0), slot(&key, 1));

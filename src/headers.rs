@@ -1,8 +1,6 @@
 //! Which request headers the client may not send, and what of the user's credentials must not
 //! reach a workspace.
 
-use crate::config::{Config, Credentials};
-
 /// Headers the filter sets itself on routed requests (besides the configured routing headers).
 pub const FILTER_OWNED: [&str; 3] = ["x-github-repo", "x-repo-url", "x-forwarded-prefix"];
 
@@ -22,8 +20,16 @@ fn same_folded(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().map(fold).eq(b.iter().map(fold))
 }
 
+/// The headers only the gateway sets on a routed request: the configured routing headers (the
+/// filter-owned and identity ones are fixed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Routing<'c> {
+    pub authority_header: &'c str,
+    pub cluster_header: &'c str,
+}
+
 /// True for every client header that could pass for one the gateway or the outpost sets.
-pub fn is_spoofable(config: &Config, name: &str) -> bool {
+pub fn is_spoofable(routing: Routing, name: &str) -> bool {
     let bytes = name.as_bytes();
     bytes
         .get(..IDENTITY_PREFIX.len())
@@ -31,21 +37,49 @@ pub fn is_spoofable(config: &Config, name: &str) -> bool {
         || FILTER_OWNED
             .iter()
             .any(|owned| same_folded(bytes, owned.as_bytes()))
-        || same_folded(bytes, config.routing.authority_header.as_bytes())
-        || same_folded(bytes, config.routing.cluster_header.as_bytes())
+        || same_folded(bytes, routing.authority_header.as_bytes())
+        || same_folded(bytes, routing.cluster_header.as_bytes())
 }
 
 const IDENTITY_PREFIX: &str = "x-authentik-";
 
 /// The distinct header names to remove from a client request before anything else happens.
-pub fn spoofed<'h>(config: &Config, names: impl IntoIterator<Item = &'h str>) -> Vec<String> {
+pub fn spoofed<'h>(routing: Routing, names: impl IntoIterator<Item = &'h str>) -> Vec<String> {
     let mut remove: Vec<String> = Vec::new();
     for name in names {
-        if is_spoofable(config, name) && !remove.iter().any(|r| r == name) {
+        if is_spoofable(routing, name) && !remove.iter().any(|r| r == name) {
             remove.push(name.to_string());
         }
     }
     remove
+}
+
+/// What of the user's credentials is taken off a request before it reaches a workspace.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Credentials {
+    /// Cookie name prefixes (lower case) removed from `Cookie` and refused in workspace responses.
+    pub cookie_prefixes: Vec<String>,
+    /// Keep `Authorization` for workspaces that need it (never the default).
+    pub forward_authorization: bool,
+}
+
+impl Credentials {
+    /// Whether a cookie of this name is authentik's. The `__Host-` and `__Secure-` prefixes are
+    /// looked through (any case, as browsers compare them): they change where a cookie may be
+    /// set, not whose it is.
+    pub fn is_session_cookie(&self, name: &[u8]) -> bool {
+        let bare = strip_prefix_ignore_case(name, b"__host-")
+            .or_else(|| strip_prefix_ignore_case(name, b"__secure-"))
+            .unwrap_or(name);
+        self.cookie_prefixes
+            .iter()
+            .any(|prefix| strip_prefix_ignore_case(bare, prefix.as_bytes()).is_some())
+    }
+}
+
+fn strip_prefix_ignore_case<'a>(text: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    let (head, rest) = text.split_at_checked(prefix.len())?;
+    head.eq_ignore_ascii_case(prefix).then_some(rest)
 }
 
 /// The `Cookie` value without authentik's cookies, or `None` when nothing else is left. The
@@ -225,16 +259,20 @@ fn trim(bytes: &[u8]) -> &[u8] {
 mod tests {
     use super::*;
 
-    fn config() -> Config {
-        crate::config::parse(
-            br#"{"outpost":{"cluster":"c"},"routing":{"cluster_header":"x-route_cluster"}}"#,
-        )
-        .unwrap()
+    const ROUTING: Routing = Routing {
+        authority_header: "x-devcontainer-authority",
+        cluster_header: "x-route_cluster",
+    };
+
+    fn credentials(prefixes: &[&str]) -> Credentials {
+        Credentials {
+            cookie_prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
+            forward_authorization: false,
+        }
     }
 
     #[test]
     fn identity_and_routing_headers_are_spoofable_in_every_spelling() {
-        let config = config();
         for name in [
             "x-authentik-username",
             "X-Authentik-Username",
@@ -251,7 +289,7 @@ mod tests {
             "x-route-cluster",
             "x_route_cluster",
         ] {
-            assert!(is_spoofable(&config, name), "{name}");
+            assert!(is_spoofable(ROUTING, name), "{name}");
         }
         for name in [
             "x-authentik",
@@ -260,7 +298,7 @@ mod tests {
             "x-forwarded-for",
             "x-devcontainer-cluster",
         ] {
-            assert!(!is_spoofable(&config, name), "{name}");
+            assert!(!is_spoofable(ROUTING, name), "{name}");
         }
     }
 
@@ -273,14 +311,14 @@ mod tests {
             "x_authentik_uid",
         ];
         assert_eq!(
-            spoofed(&config(), names),
+            spoofed(ROUTING, names),
             vec!["x-authentik-uid", "x_authentik_uid"]
         );
     }
 
     #[test]
     fn session_cookies_are_removed_and_others_kept() {
-        let c = config().credentials;
+        let c = credentials(&["authentik_"]);
         let cookie =
             b"theme=dark; authentik_proxy_3f2a1b4c=abc; code-server-session=s1;authentik_session=x";
         assert_eq!(
@@ -290,11 +328,7 @@ mod tests {
         assert_eq!(without_session_cookies(&c, b"Authentik_Proxy_1=a"), None);
         assert_eq!(without_session_cookies(&c, b" ; "), None);
         assert_eq!(without_session_cookies(&c, b"a=1").unwrap(), b"a=1");
-        let wider = crate::config::parse(
-            br#"{"outpost":{"cluster":"c"},"credentials":{"session_cookie_prefixes":["authentik_","sso_"]}}"#,
-        )
-        .unwrap()
-        .credentials;
+        let wider = credentials(&["authentik_", "sso_"]);
         assert_eq!(
             without_session_cookies(&wider, b"sso_t=1; a=1; authentik_proxy_x=2").unwrap(),
             b"a=1"
@@ -312,7 +346,7 @@ mod tests {
 
     #[test]
     fn hostile_response_headers_are_dropped_and_the_rest_kept_in_order() {
-        let c = config().credentials;
+        let c = credentials(&["authentik_"]);
         let headers = pairs(&[
             (":status", "200"),
             ("set-cookie", "a=1; Path=/"),
@@ -341,7 +375,7 @@ mod tests {
 
     #[test]
     fn cookies_are_judged_as_browsers_parse_them() {
-        let c = config().credentials;
+        let c = credentials(&["authentik_"]);
         for hostile in [
             "=authentik_proxy_x=v",
             " = authentik_proxy_x=v; Path=/",
@@ -371,7 +405,7 @@ mod tests {
 
     #[test]
     fn clear_site_data_never_leaves_the_workspaces_own_origin() {
-        let c = config().credentials;
+        let c = credentials(&["authentik_"]);
         let csd = |responder, value: &str| {
             fix_response(&c, responder, &pairs(&[("Clear-Site-Data", value)]))
         };
@@ -403,7 +437,7 @@ mod tests {
 
     #[test]
     fn identity_headers_never_pass_whoever_sends_them() {
-        let c = config().credentials;
+        let c = credentials(&["authentik_"]);
         let headers = pairs(&[
             ("x-authentik-jwt", "token"),
             ("X-Authentik-Username", "alice"),

@@ -21,9 +21,13 @@
 pub mod auth;
 pub mod cache;
 pub mod config;
+pub mod exchange;
 pub mod headers;
+pub mod host;
+pub mod json;
 pub mod login_retry;
 pub mod names;
+pub mod outcome;
 pub mod outpost_pages;
 pub mod policy;
 pub mod provision;
@@ -32,6 +36,10 @@ pub mod reply;
 pub mod request;
 pub mod route;
 pub mod starting;
+#[cfg(test)]
+pub mod testhost;
+pub mod wire;
+pub mod worker;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;

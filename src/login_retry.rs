@@ -192,7 +192,7 @@ fn state_redirect(state: &str) -> Option<String> {
         return None;
     }
     let payload = base64url(state.split('.').nth(1)?)?;
-    let claims: serde_json::Value = serde_json::from_slice(&payload).ok()?;
+    let claims = crate::json::parse_bytes(&payload).ok()?;
     claims.get("redirect")?.as_str().map(str::to_string)
 }
 

@@ -98,6 +98,19 @@ fn is_plain(path: &str) -> bool {
 /// Whether the path, once decoded and cleaned as a server would, starts with the outpost's
 /// namespace (compared without case).
 fn first_segment_is_namespace(path: &[u8]) -> bool {
+    // Most paths have no escape, backslash or dot segment: their first segment is the first
+    // non-empty one, read in place.
+    let plain = !path.iter().any(|b| matches!(b, b'%' | b'\\'))
+        && !path
+            .split(|b| *b == b'/')
+            .any(|segment| segment == b"." || segment == b"..");
+    if plain {
+        let first = path
+            .split(|b| *b == b'/')
+            .find(|segment| !segment.is_empty())
+            .unwrap_or_default();
+        return first.eq_ignore_ascii_case(NAMESPACE);
+    }
     let mut current = path.to_vec();
     for _ in 0..DECODE_ROUNDS {
         if cleaned_first_segment(&current).eq_ignore_ascii_case(NAMESPACE) {

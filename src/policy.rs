@@ -1,9 +1,8 @@
 //! Who may open which repository: ordered rules of repository patterns × authentik groups and
 //! usernames, first match wins, then the default. Evaluated after the outpost has named the user.
 
-use serde_json::Value;
-
-use crate::config::{kind, refuse, string, ConfigError, Fields};
+use crate::json::walk::{kind, refuse, string, ConfigError, Fields};
+use crate::json::Value;
 use crate::names::Forge;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -311,11 +310,11 @@ mod tests {
     use super::*;
 
     fn policy(json: &str) -> Policy {
-        parse("access", &serde_json::from_str(json).unwrap()).unwrap()
+        parse("access", &crate::json::parse(json).unwrap()).unwrap()
     }
 
     fn refused(json: &str) -> String {
-        parse("access", &serde_json::from_str(json).unwrap())
+        parse("access", &crate::json::parse(json).unwrap())
             .unwrap_err()
             .to_string()
     }
@@ -364,31 +363,31 @@ mod tests {
 
     #[test]
     fn repo_patterns_alone_match_like_rules() {
-        let list = RepoPatterns::parse(
-            "allow",
-            &serde_json::json!(["github/acme/*", "gitlab/platform/**"]),
-        )
-        .unwrap();
+        // The module's own JSON, written as serde_json writes it.
+        macro_rules! json {
+            ($($t:tt)*) => {
+                crate::json::parse(&serde_json::json!($($t)*).to_string()).unwrap()
+            };
+        }
+        let list =
+            RepoPatterns::parse("allow", &json!(["github/acme/*", "gitlab/platform/**"])).unwrap();
         assert!(list.matches("github/acme/widgets"));
         assert!(!list.matches("github/acme/widgets/x"));
         assert!(!list.matches("github/other/widgets"));
         assert!(list.matches("gitlab/platform/a/b"));
         assert!(!list.matches("gitlab/platform"));
-        let everything = RepoPatterns::parse("allow", &serde_json::json!(["*"])).unwrap();
+        let everything = RepoPatterns::parse("allow", &json!(["*"])).unwrap();
         assert!(everything.matches("bitbucket/w/r"));
         for (json, expected) in [
-            (serde_json::json!([]), "allow: must list at least one"),
+            (json!([]), "allow: must list at least one"),
+            (json!("github/*"), "allow: must be a list of strings"),
             (
-                serde_json::json!("github/*"),
-                "allow: must be a list of strings",
-            ),
-            (
-                serde_json::json!(["acme/*"]),
+                json!(["acme/*"]),
                 "allow[0]: \"acme/*\" must start with github/",
             ),
         ] {
             let message = RepoPatterns::parse("allow", &json).unwrap_err().to_string();
-            assert!(message.contains(expected), "{json}: {message}");
+            assert!(message.contains(expected), "{json:?}: {message}");
         }
     }
 

@@ -11,9 +11,8 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
-
-use crate::config::{self, refuse, ConfigError, Fields};
+use crate::json::walk::{refuse, ConfigError};
+use crate::json::{self, Value};
 
 pub const KEY_PREFIX: &str = "devcontainer-gateway/provision/";
 pub const DEFAULT_PATH: &str = "/v1/workspaces";
@@ -87,113 +86,6 @@ fn is_token(text: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b))
 }
 
-/// Parses the `provisioner` section; everything but the path, timeout and touch interval is
-/// required, and exactly one of `token` / `token_env`.
-pub fn parse(path: &str, value: &Value) -> Result<Provisioner, ConfigError> {
-    let mut fields = Fields::new(path, value)?;
-    let cluster = match fields.take("cluster") {
-        Some((p, v)) => {
-            let cluster = config::string(&p, v)?;
-            if cluster.is_empty() || cluster.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(refuse(
-                    &p,
-                    format!("{cluster:?} is not an Envoy cluster name"),
-                ));
-            }
-            cluster.to_string()
-        }
-        None => return Err(refuse(&format!("{path}.cluster"), "is required")),
-    };
-    let authority = match fields.take("authority") {
-        Some((p, v)) => {
-            let authority = config::string(&p, v)?;
-            if !config::is_authority(authority) {
-                return Err(refuse(&p, format!("{authority:?} is not a host[:port]")));
-            }
-            authority.to_ascii_lowercase()
-        }
-        None => {
-            return Err(refuse(
-                &format!("{path}.authority"),
-                "is required (the provisioner Service's host, e.g. \
-                 devcontainer-provisioner.devcontainer-system.svc.cluster.local)",
-            ))
-        }
-    };
-    let api_path = match fields.take("path") {
-        Some((p, v)) => {
-            let text = config::string(&p, v)?;
-            let clean = text.starts_with('/')
-                && text.len() <= 256
-                && text
-                    .split('/')
-                    .skip(1)
-                    .all(|s| !s.is_empty() && s != "." && s != "..")
-                && text
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-._~/".contains(&b));
-            if !clean {
-                return Err(refuse(
-                    &p,
-                    format!("{text:?} is not an absolute path without query or dot segments"),
-                ));
-            }
-            text.to_string()
-        }
-        None => DEFAULT_PATH.to_string(),
-    };
-    let timeout = match fields.take("timeout") {
-        Some((p, v)) => config::duration(&p, v, Duration::from_millis(1), Duration::from_secs(60))?,
-        None => DEFAULT_TIMEOUT,
-    };
-    let touch_every = match fields.take("touch_every") {
-        Some((p, v)) => {
-            config::duration(&p, v, Duration::from_secs(60), Duration::from_secs(3600))?
-        }
-        None => DEFAULT_TOUCH_EVERY,
-    };
-    let inline = fields.take("token");
-    let env = fields.take("token_env");
-    let token = match (inline, env) {
-        (Some((p, v)), None) => Token::Inline(config::string(&p, v)?.to_string()),
-        (None, Some((p, v))) => {
-            let name = config::string(&p, v)?;
-            let ok = !name.is_empty()
-                && name.len() <= 128
-                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-            if !ok {
-                return Err(refuse(
-                    &p,
-                    format!("{name:?} is not an environment variable name"),
-                ));
-            }
-            Token::Env(name.to_string())
-        }
-        (Some((p, _)), Some(_)) => {
-            return Err(refuse(&p, "give token or token_env, not both"));
-        }
-        (None, None) => {
-            return Err(refuse(
-                &format!("{path}.token_env"),
-                "is required (or token): only the gateway may call the provisioner",
-            ))
-        }
-    };
-    fields.finish()?;
-    let provisioner = Provisioner {
-        cluster,
-        authority,
-        path: api_path,
-        timeout,
-        token,
-        touch_every,
-    };
-    if let Token::Inline(_) = &provisioner.token {
-        provisioner.bearer(|_| None)?;
-    }
-    Ok(provisioner)
-}
-
 /// What the gateway asks the provisioner to ensure: the repository and who asks. The
 /// provisioner validates the name again and computes the Service name itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,15 +101,14 @@ pub struct Ensure {
 
 impl Ensure {
     pub fn body(&self) -> Vec<u8> {
-        json!({
-            "service": self.service,
-            "forge": self.forge,
-            "repository": self.repository,
-            "user": self.user,
-            "groups": self.groups,
-        })
-        .to_string()
-        .into_bytes()
+        json::Object::new()
+            .text("forge", self.forge)
+            .texts("groups", &self.groups)
+            .text("repository", &self.repository)
+            .text("service", &self.service)
+            .text("user", &self.user)
+            .finish()
+            .into_bytes()
     }
 
     /// The call's request headers.
@@ -503,11 +394,13 @@ pub fn answer(
 
 fn read(status: Option<u32>, body: &[u8], service: &str) -> Result<Answer, String> {
     let status = status.ok_or("no answer")?;
-    let Ok(Value::Object(json)) = serde_json::from_slice::<Value>(body) else {
-        return Err(format!("answer {status} without JSON"));
+    let answer = match json::parse_bytes(body) {
+        Ok(value @ Value::Object(_)) => value,
+        _ => return Err(format!("answer {status} without JSON")),
     };
     let text = |key: &str| {
-        json.get(key)
+        answer
+            .get(key)
             .and_then(Value::as_str)
             .map(|s| clip(s, MAX_REASON))
     };
@@ -575,8 +468,15 @@ fn clip(text: &str, max: usize) -> String {
 mod tests {
     use super::*;
 
+    /// The section as part of a whole configuration (per-repo: a provisioner needs one Service
+    /// per repository).
     fn section(json: &str) -> Result<Provisioner, String> {
-        parse("provisioner", &serde_json::from_str(json).unwrap()).map_err(|e| e.to_string())
+        let config = format!(
+            r#"{{"outpost":{{"cluster":"ak"}},"routing":{{"mode":"per-repo"}},"provisioner":{json}}}"#
+        );
+        crate::config::parse(config.as_bytes())
+            .map(|c| c.provisioner.unwrap())
+            .map_err(|e| e.to_string())
     }
 
     const FULL: &str =
@@ -838,10 +738,10 @@ mod tests {
             user: "alice".into(),
             groups: vec!["developers".into()],
         };
-        let body: Value = serde_json::from_slice(&ensure.body()).unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&ensure.body()).unwrap();
         assert_eq!(
             body,
-            json!({"service":"octocat--hello-world","forge":"github","repository":"octocat/hello-world","user":"alice","groups":["developers"]})
+            serde_json::json!({"service":"octocat--hello-world","forge":"github","repository":"octocat/hello-world","user":"alice","groups":["developers"]})
         );
         let headers = ensure.headers(&p, "tok");
         assert!(headers.contains(&(":method".into(), "PUT".into())));

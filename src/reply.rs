@@ -1,7 +1,7 @@
 //! Answers the gateway gives itself: health, redirects, and refusals that say what was wrong
 //! (JSON for clients that accept it, plain text otherwise).
 
-use serde_json::json;
+use crate::json;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -70,7 +70,10 @@ impl Client {
 }
 
 pub fn health() -> LocalReply {
-    let body = json!({"status": "ok", "version": VERSION}).to_string();
+    let body = json::Object::new()
+        .text("status", "ok")
+        .text("version", VERSION)
+        .finish();
     LocalReply {
         status: 200,
         headers: vec![
@@ -118,8 +121,12 @@ pub fn refuse(status: u32, reason: &str, client: &Client) -> LocalReply {
     let (content_type, body) = match client.format {
         Format::Json => (
             "application/json",
-            json!({"error": title, "status": status, "reason": reason, "request_id": id})
-                .to_string(),
+            json::Object::new()
+                .text("error", title)
+                .text("reason", reason)
+                .text_or_null("request_id", id)
+                .number("status", u64::from(status))
+                .finish(),
         ),
         Format::Html => (
             "text/html; charset=utf-8",
@@ -325,6 +332,9 @@ mod tests {
     #[test]
     fn health_names_the_version() {
         let value: serde_json::Value = serde_json::from_slice(&health().body).unwrap();
-        assert_eq!(value, json!({"status": "ok", "version": VERSION}));
+        assert_eq!(
+            value,
+            serde_json::json!({"status": "ok", "version": VERSION})
+        );
     }
 }

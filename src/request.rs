@@ -1,14 +1,19 @@
-//! One request's decisions, as data: what to strip, whether to answer, check or pass, and what
-//! to change once the outpost has spoken. The host adapter (`filter.rs`) only carries them out.
+//! One request's decisions, as data: read its headers once, then what to strip, whether to
+//! answer, check or pass, and what to change once the outpost (or the cache) has spoken.
+//! [`crate::exchange`] carries them out.
+
+use std::borrow::Cow;
 
 use crate::auth::{self, Identity, OutpostResponse, Verdict};
 use crate::cache;
-use crate::config::{Config, Mode};
+use crate::config::{Config, Mode, Outpost};
 use crate::headers::{self, CREDENTIALS};
+use crate::host::Headers;
 use crate::login_retry::{self, Callback};
 use crate::names::{
     is_host_authority, is_service_name, knative_service_name, per_user_service_name, Forge, RepoId,
 };
+use crate::outcome::Outcome;
 use crate::outpost_pages::{self, Access};
 use crate::policy::Effect;
 use crate::provision::Ensure;
@@ -23,11 +28,10 @@ const SIGN_OUT_PATH: &str = "/outpost.goauthentik.io/sign_out";
 /// The outpost's own pages; on a workspace host they still belong to the outpost.
 const OUTPOST_PATHS: &str = "/outpost.goauthentik.io/";
 
-/// Request headers as the host delivers them (lower-case names, pseudo-headers included).
-pub type Headers = [(String, Vec<u8>)];
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
+    /// How the client wants to be answered, and its request id.
+    pub client: Client,
     /// Client headers to remove before anything else.
     pub strip: Vec<String>,
     pub next: Next,
@@ -39,14 +43,16 @@ pub struct Decision {
 pub enum Next {
     /// Leave the request to the route table.
     Continue,
-    Answer(LocalReply),
-    /// Ask the outpost (or the cache), then carry on as `pending` says.
-    Check {
-        call: Vec<(String, String)>,
-        pending: Pending,
+    Answer {
+        outcome: Outcome,
+        reply: LocalReply,
     },
+    /// Ask the outpost (or the cache), then carry on as the pending check says.
+    Check(Box<Pending>),
 }
 
+/// A request waiting for the outpost's (or the cache's) word: what the check carries, and what
+/// happens once it is known.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pending {
     client: Client,
@@ -55,6 +61,12 @@ pub struct Pending {
     cache_key: Option<cache::Key>,
     /// A login callback: where its login starts over if authentik refuses it.
     callback: Option<Callback>,
+    /// What the check itself carries.
+    host: String,
+    path: String,
+    https: bool,
+    cookie: Option<String>,
+    authorization: Option<String>,
 }
 
 impl Pending {
@@ -73,6 +85,18 @@ impl Pending {
             After::Route(route) => Some(route.workspace.display()),
         }
     }
+
+    /// The headers of the check: built when the outpost is asked, not for a cached answer.
+    pub fn check_headers(&self, outpost: &Outpost) -> Vec<(String, String)> {
+        auth::check_headers(
+            outpost,
+            &self.host,
+            &self.path,
+            self.https,
+            self.cookie.as_deref(),
+            self.authorization.as_deref(),
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,7 +109,6 @@ enum After {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Route {
     workspace: Place,
-    cookie: Option<Vec<u8>>,
     /// Credential headers the client sent, removed before the workspace.
     credentials: Vec<&'static str>,
     navigation: bool,
@@ -117,10 +140,11 @@ impl Place {
     }
 }
 
+/// A change to the request's headers (names in lower case; most are the gateway's own).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Edit {
-    Set(String, Vec<u8>),
-    Remove(String),
+    Set(Cow<'static, str>, Vec<u8>),
+    Remove(Cow<'static, str>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,9 +153,12 @@ pub enum Resume {
     Forward {
         edits: Vec<Edit>,
         set_cookies: Vec<Vec<u8>>,
-        workspace: Option<Workspace>,
+        workspace: Option<Box<Workspace>>,
     },
-    Answer(LocalReply),
+    Answer {
+        outcome: Outcome,
+        reply: LocalReply,
+    },
     /// The access policy refuses this user this repository.
     Deny {
         reply: LocalReply,
@@ -151,7 +178,8 @@ pub struct Workspace {
     pub repo: String,
     /// A browser's top-level navigation (the only kind that may get the starting page).
     pub navigation: bool,
-    /// The call that wakes the workspace: the cluster and the request headers.
+    /// The call that wakes the workspace: the cluster and (for navigations, the only requests
+    /// that wake one) the request headers.
     pub cluster: String,
     pub wake: Vec<(String, String)>,
     /// What the provisioner is asked to ensure, when one is configured and the repository is
@@ -159,38 +187,114 @@ pub struct Workspace {
     pub ensure: Option<Ensure>,
 }
 
-fn first<'h>(headers: &'h Headers, name: &str) -> Option<&'h [u8]> {
-    headers
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_slice())
+/// The request as read from its headers, once: every later step reads this.
+struct Request<'h> {
+    path: &'h [u8],
+    authority: &'h [u8],
+    method: Option<&'h [u8]>,
+    scheme: Option<&'h [u8]>,
+    accept: Option<&'h [u8]>,
+    request_id: Option<&'h [u8]>,
+    sec_fetch_mode: Option<&'h [u8]>,
+    upgrade: Option<&'h [u8]>,
+    origin: Option<&'h [u8]>,
+    authorization: Option<&'h [u8]>,
+    /// Credential headers present (removed before a workspace).
+    credentials: Vec<&'static str>,
+    /// Every `Cookie` header joined into one (HTTP/2 clients split cookies across headers).
+    cookie: Option<Vec<u8>>,
 }
 
-/// Every `Cookie` header joined into one (HTTP/2 clients split cookies across headers).
-fn cookie(headers: &Headers) -> Option<Vec<u8>> {
-    let parts: Vec<&[u8]> = headers
-        .iter()
-        .filter(|(n, _)| n == "cookie")
-        .map(|(_, v)| v.as_slice())
-        .collect();
-    (!parts.is_empty()).then(|| parts.join(&b"; "[..]))
+impl<'h> Request<'h> {
+    fn read(headers: &'h Headers) -> Request<'h> {
+        let mut request = Request {
+            path: b"",
+            authority: b"",
+            method: None,
+            scheme: None,
+            accept: None,
+            request_id: None,
+            sec_fetch_mode: None,
+            upgrade: None,
+            origin: None,
+            authorization: None,
+            credentials: Vec::new(),
+            cookie: None,
+        };
+        let mut path = None;
+        let mut authority = None;
+        let mut proxy_authorization = false;
+        for (name, value) in headers {
+            let value = value.as_slice();
+            let slot = match name.as_str() {
+                ":path" => &mut path,
+                ":authority" => &mut authority,
+                ":method" => &mut request.method,
+                ":scheme" => &mut request.scheme,
+                "accept" => &mut request.accept,
+                "x-request-id" => &mut request.request_id,
+                "sec-fetch-mode" => &mut request.sec_fetch_mode,
+                "upgrade" => &mut request.upgrade,
+                "origin" => &mut request.origin,
+                "authorization" => &mut request.authorization,
+                "proxy-authorization" => {
+                    proxy_authorization = true;
+                    continue;
+                }
+                "cookie" => {
+                    match &mut request.cookie {
+                        Some(joined) => {
+                            joined.extend_from_slice(b"; ");
+                            joined.extend_from_slice(value);
+                        }
+                        None => request.cookie = Some(value.to_vec()),
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
+            // The first of repeated fields counts.
+            if slot.is_none() {
+                *slot = Some(value);
+            }
+        }
+        request.path = path.unwrap_or_default();
+        request.authority = authority.unwrap_or_default();
+        let present = [request.authorization.is_some(), proxy_authorization];
+        request.credentials = CREDENTIALS
+            .into_iter()
+            .zip(present)
+            .filter_map(|(name, present)| present.then_some(name))
+            .collect();
+        request
+    }
+
+    fn client(&self) -> Client {
+        Client::new(self.accept, self.request_id)
+    }
+
+    fn https(&self) -> bool {
+        self.scheme != Some(b"http")
+    }
 }
 
 /// Whether the query carries a callback or logout signature of the outpost.
-fn is_signed(path: &str) -> bool {
-    route::split_query(path).1.is_some_and(|q| {
-        form_urlencoded::parse(q.as_bytes()).any(|(key, value)| {
-            OUTPOST_SIGNATURES
-                .iter()
-                .any(|s| key.eq_ignore_ascii_case(s))
-                && value.eq_ignore_ascii_case("true")
-        })
+fn is_signed(path: &[u8]) -> bool {
+    let query = match path.iter().position(|b| *b == b'?') {
+        Some(i) => path.get(i.saturating_add(1)..).unwrap_or_default(),
+        None => return false,
+    };
+    form_urlencoded::parse(query).any(|(key, value)| {
+        OUTPOST_SIGNATURES
+            .iter()
+            .any(|s| key.eq_ignore_ascii_case(s))
+            && value.eq_ignore_ascii_case("true")
     })
 }
 
 /// How this client wants refusals written, and its request id.
 pub fn client(headers: &Headers) -> Client {
-    Client::new(first(headers, "accept"), first(headers, "x-request-id"))
+    Request::read(headers).client()
 }
 
 /// The gateway's 404: what a client sees for a path no route serves.
@@ -204,14 +308,18 @@ pub fn not_found(client: &Client) -> LocalReply {
 }
 
 pub fn on_request_headers(config: &Config, headers: &Headers) -> Decision {
-    let strip = headers::spoofed(config, headers.iter().map(|(n, _)| n.as_str()));
+    let strip = headers::spoofed(
+        config.routing_headers(),
+        headers.iter().map(|(n, _)| n.as_str()),
+    );
+    let request = Request::read(headers);
     // The query is parsed once: both the routing and the cache need to know.
-    let signed = first(headers, ":path")
-        .and_then(|p| std::str::from_utf8(p).ok())
-        .is_some_and(is_signed);
-    let forget = logout_keys(config, headers, signed);
-    let next = next(config, headers, signed, !forget.is_empty());
+    let signed = is_signed(request.path);
+    let forget = logout_keys(config, &request, signed);
+    let client = request.client();
+    let next = next(config, request, signed, !forget.is_empty());
     Decision {
+        client,
         strip,
         next,
         forget,
@@ -221,23 +329,26 @@ pub fn on_request_headers(config: &Config, headers: &Headers) -> Decision {
 /// Whether the request ends a session: the outpost's sign-out page, or the logout (or login
 /// callback) signature on any path. A login callback can change who the session is (authentik
 /// keeps the session id), so it ends the cached answer as a logout does.
-fn ends_session(headers: &Headers, signed: bool) -> bool {
-    signed || first(headers, ":path").is_some_and(|p| p.starts_with(SIGN_OUT_PATH.as_bytes()))
+fn ends_session(request: &Request, signed: bool) -> bool {
+    signed || request.path.starts_with(SIGN_OUT_PATH.as_bytes())
 }
 
 /// For a request that ends a session, the cache keys of every session it carries.
-fn logout_keys(config: &Config, headers: &Headers, signed: bool) -> Vec<cache::Key> {
-    if config.cache.ttl.is_zero() || !ends_session(headers, signed) {
+fn logout_keys(config: &Config, request: &Request, signed: bool) -> Vec<cache::Key> {
+    if config.cache.ttl.is_zero() || !ends_session(request, signed) {
         return Vec::new();
     }
-    let Some(host) = first(headers, ":authority").and_then(|h| std::str::from_utf8(h).ok()) else {
+    let Ok(host) = std::str::from_utf8(request.authority) else {
         return Vec::new();
     };
+    if host.is_empty() {
+        return Vec::new();
+    }
     cache::logout_keys(
-        config,
+        &config.credentials,
         host,
-        cookie(headers).as_deref(),
-        first(headers, "authorization"),
+        request.cookie.as_deref(),
+        request.authorization,
     )
 }
 
@@ -245,16 +356,17 @@ fn logout_keys(config: &Config, headers: &Headers, signed: bool) -> Vec<cache::K
 /// first one; a page can plant a copy with a longer `Path` (sent first) or on its own host, to
 /// make the user act as another session or keep the user from logging in.
 fn twice_sent_session_cookie(config: &Config, cookie: &[u8]) -> Option<String> {
-    let names: Vec<&[u8]> = cookie
-        .split(|b| *b == b';')
-        .filter_map(|pair| pair.trim_ascii().split(|b| *b == b'=').next())
-        .map(<[u8]>::trim_ascii)
-        .filter(|name| config.credentials.is_session_cookie(name))
-        .collect();
-    names.iter().enumerate().find_map(|(i, name)| {
-        names
-            .get(..i)
-            .is_some_and(|before| before.contains(name))
+    let names = || {
+        cookie
+            .split(|b| *b == b';')
+            .filter_map(|pair| pair.trim_ascii().split(|b| *b == b'=').next())
+            .map(<[u8]>::trim_ascii)
+            .filter(|name| config.credentials.is_session_cookie(name))
+    };
+    names().enumerate().find_map(|(i, name)| {
+        names()
+            .take(i)
+            .any(|before| before == name)
             .then(|| String::from_utf8_lossy(name).into_owned())
     })
 }
@@ -302,18 +414,27 @@ fn repo_of_service(service: &str) -> Option<RepoId> {
     (knative_service_name(&id) == service).then_some(id)
 }
 
-fn next(config: &Config, headers: &Headers, signed: bool, logout: bool) -> Next {
-    let client = client(headers);
-    let bad = |reason: &str| Next::Answer(reply::refuse(400, reason, &client));
-    let raw_path = first(headers, ":path").unwrap_or_default();
+fn next(config: &Config, request: Request, signed: bool, logout: bool) -> Next {
+    let client = request.client();
+    let answer = |outcome: Outcome, reply: LocalReply| Next::Answer { outcome, reply };
+    let bad = |reason: &str| {
+        answer(
+            Outcome::BadRequest { status: 400 },
+            reply::refuse(400, reason, &client),
+        )
+    };
+    let raw_path = request.path;
     match outpost_pages::access(raw_path) {
         Access::Elsewhere | Access::Page => {}
         Access::Unclean => return bad(Access::Unclean.reason()),
         Access::Refused => {
-            return Next::Answer(reply::refuse(403, Access::Refused.reason(), &client))
+            return answer(
+                Outcome::BadRequest { status: 403 },
+                reply::refuse(403, Access::Refused.reason(), &client),
+            )
         }
     }
-    let authority = first(headers, ":authority").unwrap_or_default();
+    let authority = request.authority;
     let host_workspace = workspace_host(config, authority, raw_path);
     let path = match std::str::from_utf8(raw_path) {
         Ok(path) => path,
@@ -323,15 +444,14 @@ fn next(config: &Config, headers: &Headers, signed: bool, logout: bool) -> Next 
         Err(_) => return Next::Continue,
     };
     let navigation = starting::is_navigation(
-        first(headers, ":method"),
-        first(headers, "accept"),
-        first(headers, "sec-fetch-mode"),
-        first(headers, "upgrade"),
+        request.method,
+        request.accept,
+        request.sec_fetch_mode,
+        request.upgrade,
     );
-    // Joined once: the check sends it, the workspace gets it scrubbed.
-    let joined = cookie(headers);
     if !logout {
-        if let Some(name) = joined
+        if let Some(name) = request
+            .cookie
             .as_deref()
             .and_then(|c| twice_sent_session_cookie(config, c))
         {
@@ -345,11 +465,7 @@ fn next(config: &Config, headers: &Headers, signed: bool, logout: bool) -> Next 
     let route = |workspace| {
         After::Route(Box::new(Route {
             workspace,
-            cookie: joined.clone(),
-            credentials: CREDENTIALS
-                .into_iter()
-                .filter(|name| first(headers, name).is_some())
-                .collect(),
+            credentials: request.credentials.clone(),
             navigation,
         }))
     };
@@ -361,13 +477,16 @@ fn next(config: &Config, headers: &Headers, signed: bool, logout: bool) -> Next 
             // Every workspace host is the same site and the session cookie covers them all: a
             // page of one workspace must not drive requests (form posts, WebSockets, fetch) into
             // another with the user's session.
-            if let Some(origin) = first(headers, "origin") {
+            if let Some(origin) = request.origin {
                 if !same_origin_host(origin, authority) {
-                    return Next::Answer(reply::refuse(
-                        403,
-                        "a request from another origin cannot reach this workspace",
-                        &client,
-                    ));
+                    return answer(
+                        Outcome::Denied,
+                        reply::refuse(
+                            403,
+                            "a request from another origin cannot reach this workspace",
+                            &client,
+                        ),
+                    );
                 }
             }
             let repo = repo_of_service(&service);
@@ -382,12 +501,18 @@ fn next(config: &Config, headers: &Headers, signed: bool, logout: bool) -> Next 
         }
         None => match route::target(path, &config.health_path) {
             Err(e) => return bad(&e.to_string()),
-            Ok(Target::Health) => return Next::Answer(reply::health()),
+            Ok(Target::Health) => return answer(Outcome::Local { status: 200 }, reply::health()),
             Ok(Target::AddSlash(location)) => {
-                return Next::Answer(match host_redirect(config, headers, &location) {
+                let reply = match host_redirect(config, &request, &location) {
                     Some(location) => reply::redirect(302, &location),
                     None => reply::add_slash(&location),
-                })
+                };
+                return answer(
+                    Outcome::Local {
+                        status: reply.status,
+                    },
+                    reply,
+                );
             }
             Ok(Target::Elsewhere) => {
                 if !signed {
@@ -400,8 +525,11 @@ fn next(config: &Config, headers: &Headers, signed: bool, logout: bool) -> Next 
                 (After::Continue, false)
             }
             Ok(Target::Repo(repo)) => {
-                if let Some(location) = host_redirect(config, headers, path) {
-                    return Next::Answer(reply::redirect(302, &location));
+                if let Some(location) = workspace_location(config, &request, &repo) {
+                    return answer(
+                        Outcome::Local { status: 302 },
+                        reply::redirect(302, &location),
+                    );
                 }
                 (route(Place::Path(repo)), !signed)
             }
@@ -411,63 +539,64 @@ fn next(config: &Config, headers: &Headers, signed: bool, logout: bool) -> Next 
         return bad("the request has no Host");
     }
     // The outpost picks the application by the Host and builds the return URL from it.
-    if !std::str::from_utf8(authority).is_ok_and(is_host_authority) {
+    let Some(host) = std::str::from_utf8(authority)
+        .ok()
+        .filter(|a| is_host_authority(a))
+    else {
         return bad("the Host is not a host name with an optional port");
-    }
-    let (Ok(host), Ok(cookie), Ok(authorization)) = (
-        std::str::from_utf8(authority),
-        joined.map(String::from_utf8).transpose(),
-        first(headers, "authorization")
-            .map(std::str::from_utf8)
-            .transpose(),
+    };
+    let https = request.https();
+    let (Ok(cookie), Ok(authorization)) = (
+        request.cookie.map(String::from_utf8).transpose(),
+        request.authorization.map(std::str::from_utf8).transpose(),
     ) else {
         return bad("Host, Cookie or Authorization contains bytes that are not UTF-8");
     };
     let cache_key = (cacheable && !config.cache.ttl.is_zero())
         .then(|| {
             cache::key(
-                config,
+                &config.credentials,
                 host,
                 cookie.as_deref().map(str::as_bytes),
                 authorization.map(str::as_bytes),
             )
         })
         .flatten();
-    let https = first(headers, ":scheme") != Some(b"http");
     let callback = signed
         .then(|| login_retry::callback(path, host, cookie.as_deref().map(str::as_bytes), https))
         .flatten();
-    let call = auth::check_headers(
-        &config.outpost,
-        host,
-        path,
+    Next::Check(Box::new(Pending {
+        client,
+        after,
+        cache_key,
+        callback,
+        host: host.to_string(),
+        path: path.to_string(),
         https,
-        cookie.as_deref(),
-        authorization,
-    );
-    Next::Check {
-        call,
-        pending: Pending {
-            client,
-            after,
-            cache_key,
-            callback,
-        },
-    }
+        cookie,
+        authorization: authorization.map(str::to_string),
+    }))
+}
+
+/// In host-based mode, a path without its trailing slash on the gateway's host moves to the
+/// workspace's own host (the location [`route::target`] gives is the repository's path).
+fn host_redirect(config: &Config, request: &Request, location: &str) -> Option<String> {
+    config.routing.workspace_domain.as_ref()?;
+    let Ok(Target::Repo(repo)) = route::target(location, &config.health_path) else {
+        return None;
+    };
+    workspace_location(config, request, &repo)
 }
 
 /// In host-based mode, a repository path on the gateway's host moves to the workspace's own host
 /// (`{service}.{domain}`), keeping what follows the prefix.
-fn host_redirect(config: &Config, headers: &Headers, path: &str) -> Option<String> {
+fn workspace_location(config: &Config, request: &Request, repo: &RepoPath) -> Option<String> {
     let domain = config.routing.workspace_domain.as_deref()?;
-    let Ok(Target::Repo(repo)) = route::target(path, &config.health_path) else {
-        return None;
-    };
-    let scheme = match first(headers, ":scheme") {
+    let scheme = match request.scheme {
         Some(b"http") => "http",
         _ => "https",
     };
-    let authority = std::str::from_utf8(first(headers, ":authority")?).ok()?;
+    let authority = std::str::from_utf8(request.authority).ok()?;
     let port = authority
         .rsplit_once(':')
         .map(|(_, port)| port)
@@ -480,41 +609,45 @@ fn host_redirect(config: &Config, headers: &Headers, path: &str) -> Option<Strin
 
 /// The request headers once `strip` and `edits` are applied, for the host to take in one call:
 /// kept headers stay in place (a set header takes the place of its first occurrence), new ones
-/// follow.
-pub fn edited(headers: &Headers, strip: &[String], edits: Vec<Edit>) -> Vec<(String, Vec<u8>)> {
-    let mut sets: Vec<(String, Option<Vec<u8>>)> = Vec::with_capacity(edits.len());
-    let mut removed: Vec<String> = strip.to_vec();
-    for edit in edits {
-        match edit {
-            Edit::Set(name, value) => {
-                sets.retain(|(n, _)| *n != name);
-                removed.retain(|n| *n != name);
-                sets.push((name, Some(value)));
-            }
-            Edit::Remove(name) => {
-                sets.retain(|(n, _)| *n != name);
-                removed.push(name);
-            }
+/// follow. The last edit of a name wins.
+pub fn edited<'a>(
+    headers: &'a [(String, Vec<u8>)],
+    strip: &[String],
+    edits: &'a [Edit],
+) -> Vec<(&'a str, &'a [u8])> {
+    // What the edits leave of each name: its value, or `None` when removed.
+    let mut last: Vec<(&str, Option<&[u8]>)> = Vec::with_capacity(edits.len());
+    for edit in edits.iter().rev() {
+        let (name, value) = match edit {
+            Edit::Set(name, value) => (name.as_ref(), Some(value.as_slice())),
+            Edit::Remove(name) => (name.as_ref(), None),
+        };
+        if !last.iter().any(|(n, _)| *n == name) {
+            last.push((name, value));
         }
     }
-    let mut out = Vec::with_capacity(headers.len().saturating_add(sets.len()));
+    last.reverse();
+    let mut placed = vec![false; last.len()];
+    let mut out = Vec::with_capacity(headers.len().saturating_add(last.len()));
     for (name, value) in headers {
-        if removed.contains(name) {
-            continue;
-        }
-        match sets.iter_mut().find(|(n, _)| n == name) {
-            Some((_, slot)) => {
-                if let Some(value) = slot.take() {
-                    out.push((name.clone(), value));
+        match last.iter().position(|(n, _)| n == name) {
+            Some(i) => {
+                if let (Some((_, Some(value))), Some(done @ false)) =
+                    (last.get(i), placed.get_mut(i))
+                {
+                    out.push((name.as_str(), *value));
+                    *done = true;
                 }
             }
-            None => out.push((name.clone(), value.clone())),
+            None if strip.contains(name) => {}
+            None => out.push((name.as_str(), value.as_slice())),
         }
     }
-    out.extend(
-        sets.into_iter()
-            .filter_map(|(name, value)| value.map(|v| (name, v))),
-    );
+    for ((name, value), done) in last.iter().zip(placed) {
+        if let (Some(value), false) = (value, done) {
+            out.push((name, value));
+        }
+    }
     out
 }
 
@@ -527,11 +660,18 @@ pub fn on_outpost_response(
 ) -> (Resume, Option<Identity>) {
     if let Some(callback) = &pending.callback {
         if let Some(reply) = login_retry::on_refusal(callback, response, &pending.client) {
-            return (Resume::Answer(reply), None);
+            let outcome = Outcome::of_outpost_answer(reply.status);
+            return (Resume::Answer { outcome, reply }, None);
         }
     }
     let (mut resume, remember) = match auth::verdict(config, response, &pending.client) {
-        Verdict::Answer(reply) => (Resume::Answer(reply), None),
+        Verdict::Answer(reply) => (
+            Resume::Answer {
+                outcome: Outcome::of_outpost_answer(reply.status),
+                reply,
+            },
+            None,
+        ),
         Verdict::Allow {
             identity,
             set_cookies,
@@ -546,7 +686,7 @@ pub fn on_outpost_response(
     // A login that was started over got its answer: the marker has done its work.
     if let Some(clear) = pending.callback.as_ref().and_then(login_retry::settled) {
         match &mut resume {
-            Resume::Answer(reply) => reply.headers.push(("set-cookie".into(), clear)),
+            Resume::Answer { reply, .. } => reply.headers.push(("set-cookie".into(), clear)),
             Resume::Forward { set_cookies, .. } | Resume::Deny { set_cookies, .. } => {
                 set_cookies.push(clear.into_bytes())
             }
@@ -597,16 +737,21 @@ pub fn on_identity(
             };
         }
     }
-    let (edits, workspace) = routing_edits(config, route, identity);
+    let (edits, workspace) = routing_edits(config, route, pending, identity);
     Resume::Forward {
         edits,
         set_cookies,
-        workspace: Some(workspace),
+        workspace: Some(Box::new(workspace)),
     }
 }
 
 /// Where an allowed request goes, and what of the user's credentials it leaves behind.
-fn routing_edits(config: &Config, route: &Route, identity: Identity) -> (Vec<Edit>, Workspace) {
+fn routing_edits(
+    config: &Config,
+    route: &Route,
+    pending: &Pending,
+    identity: Identity,
+) -> (Vec<Edit>, Workspace) {
     let routing = &config.routing;
     let (repo, prefix, path, service) = match &route.workspace {
         Place::Path(path) => {
@@ -634,57 +779,6 @@ fn routing_edits(config: &Config, route: &Route, identity: Identity) -> (Vec<Edi
     let cluster = routing
         .cluster_template
         .render(&service, &routing.namespace);
-    // What the workspace learns: who, which repository, under which prefix.
-    let mut sets: Vec<(String, Vec<u8>)> = identity.headers;
-    if let Some(repo) = repo {
-        let url = repo.url_at(config.forges.base_url(repo.forge()));
-        if repo.forge() == Forge::GitHub {
-            sets.push(("x-github-repo".into(), url.clone().into_bytes()));
-        }
-        sets.push(("x-repo-url".into(), url.into_bytes()));
-    }
-    if let Some(prefix) = prefix {
-        sets.push(("x-forwarded-prefix".into(), prefix.as_bytes().to_vec()));
-    }
-    let wake_path = match prefix {
-        Some(prefix) if !routing.strip_prefix => format!("{prefix}/"),
-        _ => "/".to_string(),
-    };
-    let mut wake = vec![
-        (":method".to_string(), "GET".to_string()),
-        (":path".to_string(), wake_path),
-        (":authority".to_string(), authority.clone()),
-    ];
-    wake.extend(sets.iter().filter_map(|(n, v)| {
-        std::str::from_utf8(v)
-            .ok()
-            .map(|v| (n.clone(), v.to_string()))
-    }));
-    let mut edits: Vec<Edit> = sets.into_iter().map(|(n, v)| Edit::Set(n, v)).collect();
-    edits.push(Edit::Set(
-        routing.authority_header.clone(),
-        authority.into_bytes(),
-    ));
-    edits.push(Edit::Set(
-        routing.cluster_header.clone(),
-        cluster.clone().into_bytes(),
-    ));
-    edits.push(Edit::Set(":path".into(), path.into_bytes()));
-    edits.extend(
-        route
-            .credentials
-            .iter()
-            .filter(|name| !(config.credentials.forward_authorization && **name == "authorization"))
-            .map(|name| Edit::Remove(name.to_string())),
-    );
-    if let Some(cookie) = &route.cookie {
-        edits.push(
-            match headers::without_session_cookies(&config.credentials, cookie) {
-                Some(kept) => Edit::Set("cookie".into(), kept),
-                None => Edit::Remove("cookie".into()),
-            },
-        );
-    }
     let ensure = match (&config.provisioner, &routing.mode, repo) {
         (Some(_), Mode::PerRepo | Mode::PerUser, Some(id)) => Some(Ensure {
             service: service.clone(),
@@ -700,10 +794,83 @@ fn routing_edits(config: &Config, route: &Route, identity: Identity) -> (Vec<Edi
         }),
         _ => None,
     };
+    let username = identity.username;
+    // What the workspace learns: who, which repository, under which prefix.
+    let mut edits: Vec<Edit> = Vec::with_capacity(identity.headers.len().saturating_add(8));
+    edits.extend(
+        identity
+            .headers
+            .into_iter()
+            .map(|(n, v)| Edit::Set(Cow::Owned(n), v)),
+    );
+    if let Some(repo) = repo {
+        let url = repo.url_at(config.forges.base_url(repo.forge()));
+        if repo.forge() == Forge::GitHub {
+            edits.push(Edit::Set(
+                Cow::Borrowed("x-github-repo"),
+                url.clone().into_bytes(),
+            ));
+        }
+        edits.push(Edit::Set(Cow::Borrowed("x-repo-url"), url.into_bytes()));
+    }
+    if let Some(prefix) = prefix {
+        edits.push(Edit::Set(
+            Cow::Borrowed("x-forwarded-prefix"),
+            prefix.as_bytes().to_vec(),
+        ));
+    }
+    // Only a navigation can wake a workspace (starting page, or Knative's "not yet" answered
+    // with the page); the call carries what the workspace learns, at its root.
+    let wake = if route.navigation && config.starting_page.is_some() {
+        let wake_path = match prefix {
+            Some(prefix) if !routing.strip_prefix => format!("{prefix}/"),
+            _ => "/".to_string(),
+        };
+        let mut wake = vec![
+            (":method".to_string(), "GET".to_string()),
+            (":path".to_string(), wake_path),
+            (":authority".to_string(), authority.clone()),
+        ];
+        wake.extend(edits.iter().filter_map(|edit| {
+            match edit {
+                Edit::Set(n, v) => std::str::from_utf8(v)
+                    .ok()
+                    .map(|v| (n.to_string(), v.to_string())),
+                Edit::Remove(_) => None,
+            }
+        }));
+        wake
+    } else {
+        Vec::new()
+    };
+    edits.push(Edit::Set(
+        Cow::Owned(routing.authority_header.clone()),
+        authority.into_bytes(),
+    ));
+    edits.push(Edit::Set(
+        Cow::Owned(routing.cluster_header.clone()),
+        cluster.clone().into_bytes(),
+    ));
+    edits.push(Edit::Set(Cow::Borrowed(":path"), path.into_bytes()));
+    edits.extend(
+        route
+            .credentials
+            .iter()
+            .filter(|name| !(config.credentials.forward_authorization && **name == "authorization"))
+            .map(|name| Edit::Remove(Cow::Borrowed(*name))),
+    );
+    if let Some(cookie) = &pending.cookie {
+        edits.push(
+            match headers::without_session_cookies(&config.credentials, cookie.as_bytes()) {
+                Some(kept) => Edit::Set(Cow::Borrowed("cookie"), kept),
+                None => Edit::Remove(Cow::Borrowed("cookie")),
+            },
+        );
+    }
     let workspace = Workspace {
         repo: route.workspace.display(),
         service,
-        user: identity.username,
+        user: username,
         navigation: route.navigation,
         cluster,
         wake,
@@ -780,7 +947,7 @@ mod tests {
                 edits,
                 workspace: Some(workspace),
                 ..
-            } => (edits, workspace),
+            } => (edits, *workspace),
             other => panic!("{path}: not forwarded: {other:?}"),
         }
     }
@@ -791,7 +958,7 @@ mod tests {
 
     fn check(config: &Config, headers: &Headers) -> (Vec<(String, String)>, Pending) {
         match on_request_headers(config, headers).next {
-            Next::Check { call, pending } => (call, pending),
+            Next::Check(pending) => (pending.check_headers(&config.outpost), *pending),
             other => panic!("no check: {other:?}"),
         }
     }
@@ -900,7 +1067,7 @@ mod tests {
         )
         .next
         {
-            Next::Answer(reply) => reply,
+            Next::Answer { reply, .. } => reply,
             other => panic!("{path}: {other:?}"),
         };
         assert_eq!(answer("/health", "*/*").status, 200);
@@ -929,16 +1096,19 @@ mod tests {
         let mut headers = request("/github/a/b/", &[]);
         headers.retain(|(n, _)| n != ":authority");
         assert!(
-            matches!(on_request_headers(&config, &headers).next, Next::Answer(r) if r.status == 400)
+            matches!(on_request_headers(&config, &headers).next, Next::Answer { reply: r, .. } if r.status == 400)
         );
         let mut headers = request("/github/a/b/", &[]);
         headers.push(("cookie".into(), vec![0xff, b'=', b'1']));
         assert!(
-            matches!(on_request_headers(&config, &headers).next, Next::Answer(r) if r.status == 400)
+            matches!(on_request_headers(&config, &headers).next, Next::Answer { reply: r, .. } if r.status == 400)
         );
         let mut headers = request("/x", &[]);
         headers[1].1 = vec![b'/', 0xff];
-        assert_eq!(on_request_headers(&config, &headers).next, Next::Continue);
+        assert!(matches!(
+            on_request_headers(&config, &headers).next,
+            Next::Continue
+        ));
     }
 
     #[test]
@@ -970,9 +1140,11 @@ mod tests {
             "/x?X-authentik-auth-callback=false",
             "/outpost.goauthentik.io/sign_out",
         ] {
-            assert_eq!(
-                on_request_headers(&config, &request(path, &[])).next,
-                Next::Continue,
+            assert!(
+                matches!(
+                    on_request_headers(&config, &request(path, &[])).next,
+                    Next::Continue
+                ),
                 "{path}"
             );
         }
@@ -1071,7 +1243,8 @@ mod tests {
             headers[2].1 = host.as_bytes().to_vec();
             on_request_headers(&config, &headers).next
         };
-        let Next::Answer(reply) = answer("/github/Octocat/Hello-World/x?y=1", "gw.example:8443")
+        let Next::Answer { reply, .. } =
+            answer("/github/Octocat/Hello-World/x?y=1", "gw.example:8443")
         else {
             panic!()
         };
@@ -1082,20 +1255,19 @@ mod tests {
         );
         // Hosts no naming function produces (authentik's own `auth.`) and the outpost's pages
         // are the route table's.
-        assert_eq!(answer("/", "auth.dev.example"), Next::Continue);
-        assert_eq!(answer("/", "Bad_Name.dev.example"), Next::Continue);
-        assert_eq!(
-            answer(
+        for (path, host) in [
+            ("/", "auth.dev.example"),
+            ("/", "Bad_Name.dev.example"),
+            (
                 "/outpost.goauthentik.io/sign_out",
-                "octocat--hello-world.dev.example"
+                "octocat--hello-world.dev.example",
             ),
-            Next::Continue
-        );
+        ] {
+            assert!(matches!(answer(path, host), Next::Continue), "{host}{path}");
+        }
         let mut headers = request("/deep/path?q=1", &[("cookie", "authentik_proxy_1=s; ws=1")]);
         headers[2].1 = b"octocat--hello-world.dev.example".to_vec();
-        let Next::Check { call, pending } = on_request_headers(&config, &headers).next else {
-            panic!()
-        };
+        let (call, pending) = check(&config, &headers);
         assert!(call.contains(&(
             ":authority".into(),
             "octocat--hello-world.dev.example".into()
@@ -1119,7 +1291,7 @@ mod tests {
         // Another workspace's page cannot drive requests into this one.
         let mut headers = request("/api", &[("origin", "https://other--repo.dev.example")]);
         headers[2].1 = b"octocat--hello-world.dev.example".to_vec();
-        let Next::Answer(reply) = on_request_headers(&config, &headers).next else {
+        let Next::Answer { reply, .. } = on_request_headers(&config, &headers).next else {
             panic!()
         };
         assert_eq!(reply.status, 403);
@@ -1130,14 +1302,12 @@ mod tests {
         headers[2].1 = b"octocat--hello-world.dev.example".to_vec();
         assert!(matches!(
             on_request_headers(&config, &headers).next,
-            Next::Check { .. }
+            Next::Check(_)
         ));
         // A hashed name: routed by the host, no repository header.
         let mut headers = request("/", &[]);
         headers[2].1 = b"kubernetes-k8s-io-0123456789.dev.example".to_vec();
-        let Next::Check { pending, .. } = on_request_headers(&config, &headers).next else {
-            panic!()
-        };
+        let (_, pending) = check(&config, &headers);
         let Resume::Forward { edits, .. } = resume(&config, &pending, Some(&logged_in())) else {
             panic!()
         };
@@ -1154,7 +1324,7 @@ mod tests {
         let answer = |path: &str, extra: &[(&str, &str)], response: &OutpostResponse| {
             let (_, pending) = check(&config, &request(path, extra));
             match resume(&config, &pending, Some(response)) {
-                Resume::Answer(reply) => reply,
+                Resume::Answer { reply, .. } => reply,
                 other => panic!("not answered: {other:?}"),
             }
         };
@@ -1233,7 +1403,7 @@ mod tests {
         let config = config("{}");
         let both = [("cookie", "authentik_proxy_1=a; x=1; authentik_proxy_1=b")];
         let logout = on_request_headers(&config, &request("/x?X-authentik-logout=true", &both));
-        assert!(!matches!(logout.next, Next::Answer(_)));
+        assert!(!matches!(logout.next, Next::Answer { .. }));
         let slots = |cookie: &str| {
             let (_, pending) = check(&config, &request("/github/a/b/", &[("cookie", cookie)]));
             pending.cache_key().map(|k| k.session)
@@ -1251,7 +1421,7 @@ mod tests {
             "authentik_proxy_1=a; authentik_proxy_1=b",
             "authentik_proxy_1=a;x=2;  authentik_proxy_1 =b",
         ] {
-            let Next::Answer(reply) =
+            let Next::Answer { reply, .. } =
                 on_request_headers(&config, &request("/github/a/b/", &[("cookie", cookie)])).next
             else {
                 panic!("{cookie}")
@@ -1278,7 +1448,10 @@ mod tests {
         );
         assert!(matches!(
             on_request_headers(&config, &headers).next,
-            Next::Answer(LocalReply { status: 400, .. })
+            Next::Answer {
+                reply: LocalReply { status: 400, .. },
+                ..
+            }
         ));
     }
 
@@ -1286,9 +1459,9 @@ mod tests {
     fn the_outposts_check_endpoints_are_refused_and_its_pages_left_to_the_routes() {
         let config = config("{}");
         let status = |path: &str| match on_request_headers(&config, &request(path, &[])).next {
-            Next::Answer(reply) => reply.status,
+            Next::Answer { reply, .. } => reply.status,
             Next::Continue => 0,
-            Next::Check { .. } => 1,
+            Next::Check(_) => 1,
         };
         assert_eq!(
             status("/outpost.goauthentik.io/auth/envoy/github/a/b/"),
@@ -1315,21 +1488,14 @@ mod tests {
                 ("authorization", "Basic eA=="),
             ],
         );
-        let out = edited(
-            &headers,
-            &["x-authentik-uid".to_string()],
-            vec![
-                Edit::Set(":path".into(), b"/x".to_vec()),
-                Edit::Set("cookie".into(), b"a=1".to_vec()),
-                Edit::Remove("authorization".into()),
-                Edit::Set("x-authentik-uid".into(), b"42".to_vec()),
-                Edit::Set("x-github-repo".into(), b"r".to_vec()),
-            ],
-        );
-        let names: Vec<(&str, &[u8])> = out
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_slice()))
-            .collect();
+        let edits = vec![
+            Edit::Set(":path".into(), b"/x".to_vec()),
+            Edit::Set("cookie".into(), b"a=1".to_vec()),
+            Edit::Remove("authorization".into()),
+            Edit::Set("x-authentik-uid".into(), b"42".to_vec()),
+            Edit::Set("x-github-repo".into(), b"r".to_vec()),
+        ];
+        let names = edited(&headers, &["x-authentik-uid".to_string()], &edits);
         assert_eq!(
             names,
             vec![
@@ -1351,7 +1517,7 @@ mod tests {
             &config,
             &request("/github/a/b/", &[("accept", "application/json")]),
         );
-        let Resume::Answer(reply) = resume(&config, &pending, None) else {
+        let Resume::Answer { reply, .. } = resume(&config, &pending, None) else {
             panic!()
         };
         assert_eq!(reply.status, 503);
@@ -1419,7 +1585,7 @@ mod tests {
                 &config,
                 &request(&path, &[("cookie", "authentik_proxy_1=s")]),
             );
-            let Next::Check { pending, .. } = decision.next else {
+            let Next::Check(pending) = decision.next else {
                 continue;
             };
             let Resume::Forward { edits, .. } = resume(&config, &pending, Some(&logged_in()))

@@ -33,6 +33,13 @@ ARTIFACTS = ROOT / "tests" / "artifacts"
 OUTPOST_PAGES_REGEX = "/outpost[.]goauthentik[.]io/(start|callback|sign_out|static/.+)"
 OUTPOST_PAGES = ["/outpost.goauthentik.io/start", "/outpost.goauthentik.io/callback",
                  "/outpost.goauthentik.io/sign_out", "/outpost.goauthentik.io/static/dist/x.css"]
+# The identity a workspace receives by default: the X-authentik-* headers of the outpost's 200 the
+# filter copies (`identity_headers`; never x-authentik-jwt, no x-authentik-meta-*).
+IDENTITY_HEADERS = ("x-authentik-username", "x-authentik-groups", "x-authentik-entitlements",
+                    "x-authentik-email", "x-authentik-name", "x-authentik-uid")
+# The filter's counters and histograms in Envoy's /stats (`wasmcustom.<name>`).
+COUNTER_PREFIX = "wasmcustom.devcontainer_gateway_"
+
 OUTPOST_CHECKS = ["/outpost.goauthentik.io/auth/envoy", "/outpost.goauthentik.io/auth/envoy/github/o/r/",
                   "/outpost.goauthentik.io/auth/nginx", "/outpost.goauthentik.io/auth/traefik",
                   "/outpost.goauthentik.io/auth/caddy", "/outpost.goauthentik.io/ping",
@@ -106,9 +113,13 @@ def load_gateway_yaml() -> dict:
     return yaml.safe_load(GATEWAY_YAML.read_text())
 
 
+def hcm(bootstrap: dict) -> dict:
+    """The HttpConnectionManager of the public listener (the first listener's first filter)."""
+    return bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+
+
 def wasm_filter(bootstrap: dict) -> dict:
-    hcm = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    return next(f for f in hcm["http_filters"] if f["name"] == "devcontainer-gateway")
+    return next(f for f in hcm(bootstrap)["http_filters"] if f["name"] == "devcontainer-gateway")
 
 
 def shipped_plugin_config() -> dict:
@@ -137,7 +148,7 @@ def gateway_config(
     resources["clusters"] = [static_cluster(outpost_cluster, outpost_port), static_cluster("workspaces", upstream_port)]
     for name, port in (clusters or {}).items():
         resources["clusters"].append(static_cluster(name, port))
-    for route in resources["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"][0]["routes"]:
+    for route in hcm(bootstrap)["route_config"]["virtual_hosts"][0]["routes"]:
         if route.get("route", {}).get("cluster") == "authentik_outpost":
             route["route"]["cluster"] = outpost_cluster
     config = wasm_filter(bootstrap)["typed_config"]["config"]
@@ -338,6 +349,19 @@ class Envoy:
 
     def get(self, path: str, headers=None, **kw) -> Response:
         return self.request("GET", path, headers, **kw)
+
+
+def counters(envoy: Envoy) -> dict[str, int]:
+    """The filter's counters, without their common prefix (`allowed_total`, …)."""
+    url = f"http://127.0.0.1:{envoy.admin_port}/stats?format=json&filter=%5E{COUNTER_PREFIX.replace('.', '%5C.')}"
+    with urllib.request.urlopen(url, timeout=5) as r:
+        stats = json.load(r)["stats"]
+    return {s["name"].removeprefix(COUNTER_PREFIX): s["value"] for s in stats if "name" in s and "value" in s}
+
+
+def moved(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """The counters that changed between two readings of `counters`, by how much."""
+    return {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
 
 
 # Command-line options that make Envoy write its log within 50 ms instead of every 10 s.

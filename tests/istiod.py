@@ -26,7 +26,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import WASM, gateway_config, static_cluster
+from harness import WASM, gateway_config, hcm, static_cluster
 
 # Namespace of the mesh's root configuration: extensions there apply to every namespace.
 ROOT_NAMESPACE = "istio-system"
@@ -290,8 +290,8 @@ def gateway_bootstrap(outpost_port: int, upstream_port: int, http_filters: list[
     bootstrap = gateway_config(outpost_port, upstream_port, outpost_cluster=outpost_cluster)
     resources = bootstrap["static_resources"]
     resources["clusters"].append(static_cluster(workspace_cluster, upstream_port))
-    hcm = resources["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    router = [f for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.router"]
-    hcm["http_filters"] = list(http_filters) + router
-    hcm["route_config"]["virtual_hosts"][0]["routes"][0] = route
+    manager = hcm(bootstrap)
+    router = [f for f in manager["http_filters"] if f["name"] == "envoy.filters.http.router"]
+    manager["http_filters"] = list(http_filters) + router
+    manager["route_config"]["virtual_hosts"][0]["routes"][0] = route
     return bootstrap

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import HOST
 from fakes.outpost import DEFAULT_USERS, FakeOutpost
-from harness import BROWSER_NAVIGATION, Envoy, echoed, gateway_config, shipped_plugin_config
+from harness import BROWSER_NAVIGATION, Envoy, counters, echoed, gateway_config, moved, shipped_plugin_config
 
 # The seed's rule: admins everything, developers their list, everybody else nothing.
 SEED_RULE = {"default": "deny", "rules": [
@@ -33,15 +33,6 @@ USERS = {
     "carol": {"password": "carol", "groups": [], "email": "carol@example.com", "name": "Carol"},
 }
 
-PREFIX = "wasmcustom.devcontainer_gateway_"
-
-
-def counters(envoy) -> dict[str, int]:
-    return {k.removeprefix(PREFIX): v for k, v in envoy.stats(PREFIX).items()}
-
-
-def delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
-    return {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +147,7 @@ def test_denied_browser_navigation_neither_forwards_nor_wakes(seed, session, ups
     r = seed.get("/github/other/cold/", [("Cookie", session("alice")), *BROWSER_NAVIGATION])
     assert r.status == 403 and r.header("content-type").startswith("text/html")
     assert b"alice may not open github/other/cold" in r.body
-    changed = delta(before, counters(seed))
+    changed = moved(before, counters(seed))
     assert "starting_pages_total" not in changed and "cold_starts_total" not in changed
     time.sleep(0.5)  # the root context sends queued wake-ups every 200 ms: none may come
     assert upstream.requests == []
@@ -167,7 +158,7 @@ def test_denials_are_counted_apart_from_outpost_refusals(seed, session, upstream
     for path in ("/github/other/x/", "/gitlab/elsewhere/p/-/", "/bitbucket/w/r/"):
         denied(seed, path, session("alice"))
     allowed(seed, "/github/acme/x/", session("alice"))
-    assert delta(before, counters(seed)) == {
+    assert moved(before, counters(seed)) == {
         "outpost_checks_total": 4,
         "access_denied_total": 3,
         "allowed_total": 1,
@@ -203,7 +194,7 @@ def test_a_cached_identity_still_meets_the_policy(ruled, session, upstream):
     allowed(ruled, "/github/acme/x/", cookie)                  # asks the outpost, remembers bob
     denied(ruled, "/github/other/x/", cookie)                  # bob from the cache, still refused
     denied(ruled, "/github/acme/secret/", cookie)
-    changed = delta(before, counters(ruled))
+    changed = moved(before, counters(ruled))
     assert changed["outpost_checks_total"] == 1
     assert changed["cache_hits_total"] == 2
     assert changed["access_denied_total"] == 2

@@ -11,7 +11,6 @@ import base64
 import http.client
 import json
 import socket
-import urllib.request
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from fakes.outpost import CHECK_PREFIX
-from harness import ARTIFACTS, echoed
+from harness import ARTIFACTS, IDENTITY_HEADERS, counters, echoed
 
 CORPUS = json.loads((Path(__file__).parent / "corpus" / "adversarial.json").read_text())
 CASES = CORPUS["cases"]
@@ -28,8 +27,6 @@ CASES = CORPUS["cases"]
 # Cases whose expectation the filter does not meet yet: name → what happens instead (strict xfail).
 KNOWN_PROBLEMS: dict[str, str] = {}
 
-IDENTITY_HEADERS = ("x-authentik-username", "x-authentik-groups", "x-authentik-entitlements",
-                    "x-authentik-email", "x-authentik-name", "x-authentik-uid")
 ROUTING = ("x-github-repo", "x-forwarded-prefix", "x-devcontainer-cluster", "x-devcontainer-authority")
 CREDENTIALS = ("authorization", "proxy-authorization")
 TIMEOUT = 5.0
@@ -113,12 +110,6 @@ def exchange(port: int, data: bytes, method: str, responses: int) -> list[Answer
                 break
         shared._file.close()
     return answers
-
-
-def counters(envoy) -> dict[str, int]:
-    url = f"http://127.0.0.1:{envoy.admin_port}/stats?format=json&filter=%5Ewasmcustom%5C."
-    with urllib.request.urlopen(url, timeout=TIMEOUT) as r:
-        return {s["name"].removeprefix("wasmcustom.devcontainer_gateway_"): s.get("value", 0) for s in json.load(r)["stats"] if "name" in s}
 
 
 def searchable(echo: dict, skip: set[str]) -> str:

@@ -22,7 +22,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from chromium import SHOTS, WAIT, chromium
 from devstack import DevStack
 from fakes.outpost import GENERATIONS
-from harness import free_port
+from harness import counters, free_port
 
 REPO_PATH = "/github/octocat/hello-world"
 REPO_URL = "https://github.com/octocat/hello-world"
@@ -62,7 +62,7 @@ def heading(driver) -> str | None:
 
 
 def counter(stack, name: str) -> int:
-    return stack.envoy.stats(f"wasmcustom.devcontainer_gateway_{name}").get(f"wasmcustom.devcontainer_gateway_{name}", 0)
+    return counters(stack.envoy).get(name, 0)
 
 
 def text_of(driver, element_id: str) -> str | None:

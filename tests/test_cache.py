@@ -14,12 +14,10 @@ import pytest
 
 from fakes.httpserver import BackgroundServer, Handler, read_body
 from fakes.outpost import CHECK_PREFIX
-from harness import Envoy, echoed, echoed_names, gateway_config, shipped_plugin_config
+from harness import IDENTITY_HEADERS, Envoy, counters, echoed, echoed_names, gateway_config, moved, shipped_plugin_config
 
 REPO = "/github/octocat/hello-world/"
 TTL = 1.0
-IDENTITY = ("x-authentik-username", "x-authentik-groups", "x-authentik-entitlements",
-            "x-authentik-email", "x-authentik-name", "x-authentik-uid")
 
 
 def plugin_config(**cache) -> dict:
@@ -42,18 +40,8 @@ def one_slot(outpost, upstream):
         yield envoy
 
 
-def counters(envoy) -> dict[str, int]:
-    prefix = "wasmcustom.devcontainer_gateway_"
-    return {k.removeprefix(prefix): v for k, v in envoy.stats(prefix).items()}
-
-
-def moved(envoy, before: dict[str, int]) -> dict[str, int]:
-    after = counters(envoy)
-    return {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
-
-
 def identity(echo: dict) -> dict[str, list[str]]:
-    return {name: echoed(echo, name) for name in IDENTITY}
+    return {name: echoed(echo, name) for name in IDENTITY_HEADERS}
 
 
 def cookie_pair(set_cookie: str) -> str:
@@ -84,13 +72,13 @@ def test_a_hit_asks_the_outpost_nothing_and_the_workspace_gets_the_identity(cach
     assert echoed(echo, "x-github-repo") == ["https://github.com/octocat/hello-world"]
     # Exactly what the outpost's answer gave the first request, nothing more.
     assert identity(echo) == identity(first.json())
-    assert {n for n in echoed_names(echo) if n.startswith("x-authentik-")} == set(IDENTITY)
+    assert {n for n in echoed_names(echo) if n.startswith("x-authentik-")} == set(IDENTITY_HEADERS)
     # The outpost judged host and credentials, not the repository or the workspace's own cookies.
     other = cached.get("/github/microsoft/vscode/", [("Cookie", f"theme=dark; {alice}")])
     assert other.status == 200 and echoed(other.json(), "x-authentik-username") == ["alice"]
     assert len(outpost.checks) == 1
     assert len(upstream.requests) == 3
-    assert moved(cached, before) == {"outpost_checks_total": 1, "cache_misses_total": 1, "cache_hits_total": 2,
+    assert moved(before, counters(cached)) == {"outpost_checks_total": 1, "cache_misses_total": 1, "cache_hits_total": 2,
                                      "allowed_total": 3}
 
 
@@ -110,7 +98,7 @@ def test_with_a_ttl_of_0s_every_request_is_checked(gateway, outpost, alice):
     for _ in range(3):
         assert gateway.get(REPO, [("Cookie", alice)]).status == 200
     assert len(outpost.checks) == 3
-    assert moved(gateway, before) == {"outpost_checks_total": 3, "allowed_total": 3}
+    assert moved(before, counters(gateway)) == {"outpost_checks_total": 3, "allowed_total": 3}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -339,7 +327,7 @@ def test_the_cache_is_shared_by_all_workers(two_workers, outpost, upstream, alic
     served = {w: n - before_cx.get(w, 0) for w, n in per_worker_connections(two_workers).items()}
     assert len(served) == 2 and all(n > 0 for n in served.values()), served
     assert len(outpost.checks) == 1, f"{len(outpost.checks)} checks for one session on {served}"
-    assert moved(two_workers, before) == {"outpost_checks_total": 1, "cache_misses_total": 1,
+    assert moved(before, counters(two_workers)) == {"outpost_checks_total": 1, "cache_misses_total": 1,
                                           "cache_hits_total": 29, "allowed_total": 30}
 
 

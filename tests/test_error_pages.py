@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from harness import Envoy, free_port, gateway_config, shipped_plugin_config
+from harness import Envoy, counters, free_port, gateway_config, hcm, moved, shipped_plugin_config
 
 SEED_RULE = {"default": "deny", "rules": [
     {"repos": ["*"], "groups": ["admins"]},
@@ -179,9 +179,9 @@ def test_on_an_edge_listener_envoy_decides_the_request_id(outpost, upstream, pre
     listener (`use_remote_address`, as Istio's ingress gateway) replaces it unless told to
     preserve it; either way the page quotes the id Envoy logs, and the response carries it."""
     bootstrap = gateway_config(outpost.port, upstream.port, plugin_config())
-    hcm = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    hcm["use_remote_address"] = True
-    hcm["preserve_external_request_id"] = preserve
+    manager = hcm(bootstrap)
+    manager["use_remote_address"] = True
+    manager["preserve_external_request_id"] = preserve
     with Envoy(bootstrap, name="edge") as envoy:
         r = envoy.get("/github/octocat/../x/", [("Accept", BROWSER), ("X-Request-Id", "from-the-client")])
     assert r.status == 400
@@ -191,11 +191,6 @@ def test_on_an_edge_listener_envoy_decides_the_request_id(outpost, upstream, pre
         assert quoted == ["from-the-client"]
     else:
         assert UUID.match(quoted[0]), quoted
-
-
-def counters(envoy) -> dict[str, int]:
-    prefix = "wasmcustom.devcontainer_gateway_"
-    return {k.removeprefix(prefix): v for k, v in envoy.stats(prefix).items()}
 
 
 def test_refusals_are_counted_as_refusals(pages, outpost, alice):
@@ -213,6 +208,4 @@ def test_a_host_that_is_no_workspace_is_left_to_the_routes(hosts):
     404, as the gateway's page), nothing is checked or forwarded."""
     before = counters(hosts)
     assert hosts.get("/", host="Bad_Name.ws.example").status == 404
-    after = counters(hosts)
-    moved = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
-    assert moved == {"local_replies_total": 1}
+    assert moved(before, counters(hosts)) == {"local_replies_total": 1}

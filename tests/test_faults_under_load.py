@@ -24,7 +24,7 @@ import pytest
 
 from fakes.outpost import FakeOutpost
 from fakes.upstream import FakeUpstream
-from harness import ARTIFACTS, Envoy, envoy_version, gateway_config
+from harness import ARTIFACTS, IDENTITY_HEADERS, Envoy, counters, envoy_version, gateway_config, moved
 
 HOST = "gw.example"
 TIMEOUT = 0.5  # the filter's outpost budget, as configured below
@@ -170,9 +170,6 @@ def identity(headers) -> tuple:
     return tuple(sorted((n.lower(), v) for n, v in headers if n.lower() in IDENTITY_HEADERS))
 
 
-IDENTITY_HEADERS = ("x-authentik-username", "x-authentik-groups", "x-authentik-entitlements",
-                    "x-authentik-email", "x-authentik-name", "x-authentik-uid")
-
 
 def test_outpost_faults_under_load_fail_closed_and_recover(stack):
     """Every fault fails closed, recovery takes at most one outpost budget plus a margin, nothing
@@ -183,7 +180,7 @@ def test_outpost_faults_under_load_fail_closed_and_recover(stack):
     outpost.clear()
     upstream.clear()
     vm_before = wasm_stats(envoy)
-    counters_before = envoy.stats("wasmcustom.")
+    counters_before = counters(envoy)
     report: dict = {"outpost_timeout_s": TIMEOUT, "margin_s": MARGIN, "threads": THREADS, "faults": {}}
     problems: list[str] = []
     windows: list[tuple[float, float, bool]] = []
@@ -233,7 +230,7 @@ def test_outpost_faults_under_load_fail_closed_and_recover(stack):
     in_fault = [s for s in sent if any(b <= s.start and s.end <= m for b, m, _ in windows)]
     must_fail = {s.path for s in sent if any(b <= s.start and s.end <= m for b, m, closed in windows if closed)}
     forwarded_in_fault = [e["path"] for e in forwarded if "/github/octocat/hello-world" + e["path"] in must_fail]
-    counters = {k: v - counters_before.get(k, 0) for k, v in envoy.stats("wasmcustom.").items()}
+    counted = moved(counters_before, counters(envoy))
     vm_after = wasm_stats(envoy)
     wasm_errors = re.findall(r".*\]\[(?:error|critical)\]\[wasm\].*", envoy.log())
 
@@ -246,7 +243,7 @@ def test_outpost_faults_under_load_fail_closed_and_recover(stack):
         "forwarded_while_failing_closed": len(forwarded_in_fault),
         "forwarded_without_issued_identity": unissued,
         "identities_issued": sum(issued.values()),
-        "filter_allowed": counters.get("wasmcustom.devcontainer_gateway_allowed_total", 0),
+        "filter_allowed": counted.get("allowed_total", 0),
         "wasm_stats_before": vm_before,
         "wasm_stats_after": vm_after,
     })

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from harness import Envoy, assert_outpost_pages_only, gateway_config, istio_wasm_config, wasm_filter
+from harness import Envoy, assert_outpost_pages_only, gateway_config, hcm, istio_wasm_config, wasm_filter
 from test_istio_shape import merge
 from test_manifests import (
     ISTIO,
@@ -403,8 +403,7 @@ def host_mode_gateway(outpost_port: int, upstream_port: int) -> dict:
                                clusters={local_gateway: upstream_port})
     # The filter as istiod delivers a WasmPlugin.
     wasm_filter(bootstrap)["typed_config"]["config"] = istio_wasm_config(plugin())
-    hcm = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    hcm["route_config"]["virtual_hosts"] = route_table()
+    hcm(bootstrap)["route_config"]["virtual_hosts"] = route_table()
     return bootstrap
 
 

@@ -10,7 +10,7 @@ import json
 import pytest
 import yaml
 
-from harness import ROOT, WASM, Envoy, gateway_config, istio_wasm_config, load_gateway_yaml, wasm_filter
+from harness import ROOT, WASM, Envoy, gateway_config, hcm, istio_wasm_config, load_gateway_yaml, wasm_filter
 from istiod import merge
 
 ISTIO = ROOT / "istio"
@@ -46,8 +46,7 @@ def istio_gateway(outpost_port: int, upstream_port: int) -> dict:
                                clusters={local_gateway: upstream_port})
     wasm_filter(bootstrap)["typed_config"]["config"] = istio_wasm_config(plugin)
     # The workspace route as the VirtualService generates it (to the local gateway), patched.
-    hcm = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
+    routes = hcm(bootstrap)["route_config"]["virtual_hosts"][0]["routes"]
     [value] = patch_values("route-patch.yaml", "HTTP_ROUTE")
     generated = {
         "name": "workspaces",

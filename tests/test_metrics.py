@@ -10,14 +10,7 @@ import urllib.request
 import pytest
 
 from fakes.upstream import FakeUpstream
-from harness import Envoy, fast_flush, gateway_config, shipped_plugin_config, wait_until
-
-PREFIX = "wasmcustom.devcontainer_gateway_"
-
-
-def counters(envoy) -> dict[str, int]:
-    return {k.removeprefix(PREFIX): v for k, v in envoy.stats(PREFIX).items()}
-
+from harness import Envoy, counters, fast_flush, gateway_config, moved, shipped_plugin_config, wait_until
 
 def test_every_outcome_is_counted(gateway, outpost, alice):
     before = counters(gateway)
@@ -30,9 +23,7 @@ def test_every_outcome_is_counted(gateway, outpost, alice):
     gateway.get("/github/octocat/hello-world/", [("Cookie", alice)])              # fail closed
     outpost.mode = "status:401"
     gateway.get("/github/octocat/hello-world/", [("Cookie", alice)])              # refused
-    after = counters(gateway)
-    delta = {name: after[name] - before.get(name, 0) for name in after if after[name] != before.get(name, 0)}
-    assert delta == {
+    assert moved(before, counters(gateway)) == {
         "outpost_checks_total": 4,
         "allowed_total": 1,
         "auth_redirects_total": 1,
@@ -123,6 +114,3 @@ def test_every_counter_and_histogram_moves(everything, outpost, alice):
         assert re.search(rf"^# TYPE {name} histogram$", text, re.M), name
         assert re.search(rf'^{name}_bucket{{le="\+Inf"}} [1-9]', text, re.M), name
 
-
-def moved(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
-    return {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}

@@ -15,10 +15,10 @@ import time
 import pytest
 
 from fakes.provisioner import TOKEN, FakeProvisioner
-from harness import PROVISIONER_TOKEN_ENV, Envoy, gateway_config, shipped_plugin_config, wait_until, with_provisioner
+from harness import (PROVISIONER_TOKEN_ENV, Envoy, counters, gateway_config, shipped_plugin_config, wait_until,
+                     wasm_filter, with_provisioner)
 
 BROWSER = [("Accept", "text/html,application/xhtml+xml"), ("Sec-Fetch-Mode", "navigate")]
-COUNTERS = "wasmcustom.devcontainer_gateway_provisioner_"
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +83,8 @@ def test_a_first_visit_asks_the_provisioner_once_and_shows_the_phase(gw, provisi
     wait_until(lambda: gw.get("/github/octocat/hello-world/", [("Cookie", alice), *BROWSER]).status == 200,
                10, "the workspace itself")
     assert len(provisioner.ensured()) == 2
-    stats = gw.stats(COUNTERS)
-    assert stats[COUNTERS + "calls_total"] == 2 and stats[COUNTERS + "failures_total"] == 0
+    stats = counters(gw)
+    assert stats["provisioner_calls_total"] == 2 and stats["provisioner_failures_total"] == 0
 
 
 def test_warm_workspaces_never_ask(gw, provisioner, upstream, alice):
@@ -150,7 +150,7 @@ def test_a_broken_provisioner_gives_a_clear_503_and_warm_workspaces_keep_working
                        8, "the 503 page")
             r = gw.get("/github/octocat/new-one/", [("Cookie", alice), *BROWSER])
             assert b"workspace service is unavailable" in r.body and r.header("retry-after") == "10"
-            assert gw.stats(COUNTERS)[COUNTERS + "failures_total"] >= 1
+            assert counters(gw)["provisioner_failures_total"] >= 1
             if failure != "wrong-token":  # (a restarted gateway has forgotten what was warm)
                 for _ in range(10):
                     assert gw.get("/github/octocat/warm/", [("Cookie", alice)]).status == 200
@@ -188,8 +188,7 @@ def test_the_section_is_refused_when_incomplete_or_the_token_missing(outpost, up
         assert 'provisioner.token_env: the environment variable "DEVCONTAINER_PROVISIONER_TOKEN" is not set' in envoy.log()
     finally:
         envoy.stop()
-    plugin = json.loads(bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
-                        ["typed_config"]["http_filters"][0]["typed_config"]["config"]["configuration"]["value"])
+    plugin = json.loads(wasm_filter(bootstrap)["typed_config"]["config"]["configuration"]["value"])
     assert plugin["provisioner"]["token_env"] == PROVISIONER_TOKEN_ENV
 
 

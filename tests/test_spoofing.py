@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from harness import Envoy, echoed, echoed_names, gateway_config
+from harness import Envoy, echoed, echoed_names, gateway_config, hcm
 
 @pytest.fixture(scope="module")
 def outpost(outposts, generation):
@@ -70,8 +70,7 @@ def test_anonymous_spoof_is_sent_to_login(gateway, upstream):
 def plain_route(outposts, upstream):
     """A route outside /github/ straight to a server, as a mesh admin might add one."""
     bootstrap = gateway_config(outposts("go").port, upstream.port)
-    hcm = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
+    routes = hcm(bootstrap)["route_config"]["virtual_hosts"][0]["routes"]
     routes.insert(1, {"match": {"prefix": "/plain/"}, "route": {"cluster": "workspaces"}})
     with Envoy(copy.deepcopy(bootstrap), name="plain") as envoy:
         yield envoy

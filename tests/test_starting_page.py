@@ -17,13 +17,12 @@ from conftest import HOST
 from fakes.outpost import FakeOutpost
 from fakes.upstream import FakeUpstream
 from fakes.wsclient import ws_connect
-from harness import (BROWSER_NAVIGATION, LIVE_LOG, Envoy, echoed, echoed_names, fast_flush, gateway_config,
-                     shipped_plugin_config, wait_until)
+from harness import (BROWSER_NAVIGATION, LIVE_LOG, Envoy, counters, echoed, echoed_names, fast_flush, gateway_config,
+                     moved, shipped_plugin_config, wait_until)
 
 COLD_START = 1.0   # seconds a workspace takes to answer its first request
 REFRESH = 1        # starting_page.refresh, seconds
 WAIT = 15.0        # bound of every wait here
-PREFIX = "wasmcustom.devcontainer_gateway_"
 SUFFIX = ".devcontainers.svc.cluster.local"
 
 
@@ -58,14 +57,6 @@ def well_behaved(cold):
     cold.status = None
     yield
     cold.status = None
-
-
-def counters(envoy) -> dict[str, int]:
-    return {k.removeprefix(PREFIX): v for k, v in envoy.stats(PREFIX).items()}
-
-
-def moved(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
-    return {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
 
 
 def navigate(envoy, path: str, cookie: str | None, *extra):

@@ -12,12 +12,11 @@ import pytest
 
 from fakes.upstream import HOSTILE_HEADERS, RESPONSE_HEADER
 from fakes.wsclient import ws_connect
-from harness import Envoy, echoed, echoed_names, gateway_config, shipped_plugin_config
+from harness import Envoy, counters, echoed, echoed_names, gateway_config, shipped_plugin_config
 
 REPO = "/github/octocat/hello-world/"
 HARMLESS = ["ws=1; Path=/; HttpOnly", "theme=dark"]
 HOSTILE_COUNT = len(HOSTILE_HEADERS) - len(HARMLESS)
-DROPPED = "wasmcustom.devcontainer_gateway_workspace_headers_dropped_total"
 
 
 def basic(user: str, password: str) -> str:
@@ -25,7 +24,7 @@ def basic(user: str, password: str) -> str:
 
 
 def dropped(envoy) -> int:
-    return envoy.stats(DROPPED).get(DROPPED, 0)
+    return counters(envoy).get("workspace_headers_dropped_total", 0)
 
 
 def identity_names(headers) -> list[str]:

@@ -126,11 +126,11 @@ fn check_refusal(
 fn check_waiting_request(config: &Config, response: &OutpostResponse, status: Option<u32>) {
     let request = lower_case_names(header_lines(REQUEST));
     let decision = on_request_headers(config, &request);
-    let Next::Check { pending, .. } = decision.next else {
+    let Next::Check(pending) = decision.next else {
         panic!("the workspace request was not checked");
     };
     match on_outpost_response(config, &pending, Some(response)).0 {
-        Resume::Answer(reply) => assert_eq!(
+        Resume::Answer { reply, .. } => assert_eq!(
             Verdict::Answer(reply),
             auth::verdict(config, Some(response), pending.client())
         ),

@@ -30,11 +30,11 @@ fuzz_target!(|data: &[u8]| {
         && first(&response.headers, "x-authentik-username").is_some_and(|u| !u.is_empty());
 
     for config in CONFIGS.iter() {
-        let Next::Check { pending, .. } = on_request_headers(config, &headers).next else {
+        let Next::Check(pending) = on_request_headers(config, &headers).next else {
             continue;
         };
         let resume = on_outpost_response(config, &pending, Some(&response)).0;
-        if let Resume::Answer(reply) = &resume {
+        if let Resume::Answer { reply, .. } = &resume {
             if reply.status == 302 && status(&response) == Some(400) {
                 check_retry(&headers, reply.header("location").unwrap_or_default());
             }

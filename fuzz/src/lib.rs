@@ -117,7 +117,7 @@ pub fn apply(request: &[(String, Vec<u8>)], strip: &[String], edits: &[Edit]) ->
         match edit {
             Edit::Set(name, value) => {
                 fields.retain(|(n, _)| n != name);
-                fields.push((name.clone(), value.clone()));
+                fields.push((name.to_string(), value.clone()));
             }
             Edit::Remove(name) => fields.retain(|(n, _)| n != name),
         }

@@ -185,14 +185,19 @@ fn limits(raw: Option<RawLimits>) -> Result<Limits, ConfigError> {
         ));
     }
     let allowed_repositories = match raw.allowed_repositories {
-        Some(value) => Some(
-            RepoPatterns::parse("limits.allowed_repositories", &value).map_err(|e| {
-                ConfigError {
-                    path: e.path,
-                    reason: e.reason,
-                }
-            })?,
-        ),
+        Some(value) => {
+            // The gateway's pattern reader takes its own JSON: the value, written out again.
+            let value = devcontainer_gateway::json::parse(&value.to_string())
+                .map_err(|e| refuse("limits.allowed_repositories", e.to_string()))?;
+            Some(
+                RepoPatterns::parse("limits.allowed_repositories", &value).map_err(|e| {
+                    ConfigError {
+                        path: e.path,
+                        reason: e.reason,
+                    }
+                })?,
+            )
+        }
         None => None,
     };
     Ok(Limits {
