@@ -136,9 +136,9 @@ def envoyfilter_http_filters(resources: list[dict], listener_port: int, pod: Pod
 
 
 # --------------------------------------------------------------------------------------------------
-# The Wasm configuration istiod sends (pilot/pkg/model/extensions.go per release), as Envoy gets it
-# from istio-agent: the module pulled and given as a local file, the agent's ISTIO_META_* VM
-# variables removed (pkg/wasm/convert.go rewriteVMConfig).
+# The Wasm configuration istiod sends (pilot/pkg/model/extensions.go per release, buildVMConfig for
+# the VM's environment), as Envoy gets it from istio-agent: the module pulled and given as a local
+# file, the agent's ISTIO_META_* VM variables removed (pkg/wasm/convert.go rewriteVMConfig).
 # --------------------------------------------------------------------------------------------------
 
 
@@ -168,6 +168,23 @@ def _failure(strategy: str, istio: tuple[int, int]) -> dict:
     return {"failure_policy": policies[strategy]} if strategy in policies else {}
 
 
+def _environment_variables(vm_config: dict | None) -> dict | None:
+    """buildVMConfig (the same from 1.24 to 1.30): each vmConfig.env entry with valueFrom HOST
+    (the proxy's own variable) becomes a host_env_key, any other (INLINE, the enum's zero) a
+    key_value. istio-agent then drops its own ISTIO_META_* key_values (image pull secret and
+    policy, resource version), leaving no key_values at all if no INLINE entry was given, and no
+    environment_variables if there is nothing left."""
+    env = (vm_config or {}).get("env") or []
+    host = [e["name"] for e in env if e.get("valueFrom") == "HOST"]
+    inline = {e["name"]: e.get("value", "") for e in env if e.get("valueFrom", "INLINE") == "INLINE"}
+    out = {}
+    if host:
+        out["host_env_keys"] = host
+    if inline:
+        out["key_values"] = inline
+    return out or None
+
+
 def wasm_config(resource: dict, module: Path | str, istio: tuple[int, int] = (1, 30)) -> dict:
     """The Envoy `PluginConfig` for a WasmPlugin or a TrafficExtension's `wasm`."""
     spec = resource["spec"]
@@ -180,6 +197,9 @@ def wasm_config(resource: dict, module: Path | str, istio: tuple[int, int] = (1,
         "configuration": {"@type": STRING_VALUE_TYPE,
                           "value": json.dumps(wasm["pluginConfig"], separators=(",", ":"), sort_keys=True)},
     }
+    environment = _environment_variables(wasm.get("vmConfig"))
+    if environment:
+        config["vm_config"]["environment_variables"] = environment
     config.update(_failure(wasm.get("failStrategy", "FAIL_CLOSE"), istio))
     return config
 

@@ -34,6 +34,9 @@ BLUEPRINT_DIR = ISTIO / "authentik"
 README = ROOT / "README.md"
 # Prometheus and Helm configuration, not cluster objects: tests/test_observability.py checks it.
 OBSERVABILITY = ISTIO / "observability"
+# Inputs of istioctl, Helm and `kubectl patch` (the gateway's token variable), not cluster objects:
+# checked by tests/test_kustomize_provisioner.py.
+GATEWAY_TOKEN = ISTIO / "provisioner" / "gateway-token"
 SCHEMAS = Path(os.environ.get("DCGW_SCHEMAS") or TESTS / "schemas")
 SHARED_SCHEMAS = TESTS.parents[1] / "shared" / "schemas"
 
@@ -419,6 +422,7 @@ def manifest_files() -> list[Path]:
     checked by rendering them: tests/test_kustomize.py)."""
     return sorted(p for p in ISTIO.rglob("*")
                   if p.suffix in (".yaml", ".yml") and p != TEMPLATE and not p.is_relative_to(OBSERVABILITY)
+                  and not p.is_relative_to(GATEWAY_TOKEN)
                   and p.name != "kustomization.yaml")
 
 

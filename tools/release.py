@@ -9,7 +9,8 @@ every run from the same sources and module:
       kustomize/istio/, kustomize/overlays/    the Kustomize install, settings.env pinned to the
                                            image's tag and manifest digest (and the plain
                                            WasmPlugin/TrafficExtension files with it)
-      manifests/<overlay>.yaml             each overlay rendered (kubectl kustomize), pinned
+      manifests/<overlay>.yaml             each overlay rendered (kubectl kustomize), pinned, with
+                                           the cluster ranges as the placeholders POD_CIDR, ...
       sbom.cdx.json                        CycloneDX SBOM of the crates in the module (tools/sbom.py)
       SHA256SUMS                           sha256sum -c of every other file
 
@@ -26,6 +27,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -39,6 +41,12 @@ IMAGE_NAME = "devcontainer-gateway"
 # every overlay.
 PINNED_FILES = ["wasmplugin.yaml", "host-mode/wasmplugin.yaml", "components/traffic-extension/trafficextension.yaml"]
 EMPTY_SHA = re.compile(r'^(\s*)sha256: ""$', re.M)
+# No release can know a cluster's ranges, and settings.env leaves them out so that the Kustomize
+# install renders nothing until an admin adds them. The rendered manifests carry the placeholders of
+# knative/workspace-namespace.yaml instead, to be filled with the sed line in its header (the API
+# server refuses workspace-egress until they are).
+PLACEHOLDER_RANGES = {"pod-cidr": "POD_CIDR", "service-cidr": "SERVICE_CIDR", "node-cidr": "NODE_CIDR",
+                      "api-server-cidr": "API_SERVER_CIDR"}
 
 
 def kubectl() -> str:
@@ -77,12 +85,18 @@ def pin(istio: Path, version: str, digest_hex: str) -> None:
 def render_overlays(kustomize: Path, out: Path) -> list[str]:
     out.mkdir(parents=True)
     names = sorted(p.name for p in (kustomize / "overlays").iterdir() if (p / "kustomization.yaml").is_file())
-    for name in names:
-        result = subprocess.run([kubectl(), "kustomize", str(kustomize / "overlays" / name)],
-                                capture_output=True, text=True, timeout=120)
-        if result.returncode != 0:
-            raise SystemExit(f"overlays/{name}: {result.stderr}")
-        (out / f"{name}.yaml").write_text(result.stdout)
+    with tempfile.TemporaryDirectory(prefix="dcgw-release-") as tmp:
+        scratch = Path(tmp)
+        for part in ("istio", "overlays"):
+            shutil.copytree(kustomize / part, scratch / part)
+        settings = scratch / "istio" / "settings.env"
+        settings.write_text(settings.read_text() + "".join(f"{k}={v}\n" for k, v in PLACEHOLDER_RANGES.items()))
+        for name in names:
+            result = subprocess.run([kubectl(), "kustomize", str(scratch / "overlays" / name)],
+                                    capture_output=True, text=True, timeout=120)
+            if result.returncode != 0:
+                raise SystemExit(f"overlays/{name}: {result.stderr}")
+            (out / f"{name}.yaml").write_text(result.stdout)
     return names
 
 
