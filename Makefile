@@ -31,10 +31,12 @@ $(VENV)/.installed: tests/requirements.txt
 	touch $@
 
 # --workspace: the filter and the provisioner (natively); the wasm build is the filter's alone.
+# bench/probes (the bench's floor probes) is a workspace of its own, wasm only (its .cargo/config.toml).
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --release --target wasm32-wasip1 --lib -- -D warnings
+	cd bench/probes && $(CARGO) fmt --all -- --check && $(CARGO) clippy --release --workspace -- -D warnings
 
 unit:
 	$(CARGO) test --workspace --quiet

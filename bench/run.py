@@ -12,6 +12,13 @@ same workspace, same request unless said otherwise):
                     upstream, then the same Lua rewrite: what an Istio user would build
   filter-nocache    the filter, cache off ("cache": {"ttl": "0s"}): one outpost check per request
   filter-cached     the filter, cache on ("cache": {"ttl": "30s", "max_entries": 4096})
+  floor-headers     filter-cached's Envoy with bench/probes' floor-headers module instead of the
+                    gateway: reads the request headers, writes them back rewritten as the gateway
+                    does on a cache hit, reads the response headers. The floor of any proxy-wasm
+                    filter that rewrites the headers
+  floor-call        filter-nocache's Envoy with the floor-call module: asks the outpost as
+                    ext_authz does, copies the identity, rewrites the path. The floor of any
+                    proxy-wasm filter that asks the outpost per request
   filter-websocket  the filter (envoy/gateway.yaml's configuration) on a WebSocket upgrade: one
                     handshake per connection, driven by bench/wsload.py (wrk cannot)
   none-websocket    no filter, the same handshakes: the limit for filter-websocket
@@ -21,7 +28,8 @@ same workspace, same request unless said otherwise):
 `--compare-wasm PATH` runs every filter variant a second time with another build of the module
 (`<variant>@before`), so that a change is measured against its base in the same run;
 `--opt-levels z,s,3` builds the module at each opt-level and adds `filter-cached@O<level>` and
-`filter-nocache@O<level>` (sizes in the report).
+`filter-nocache@O<level>` (sizes in the report). The floor probes are built on demand
+(`cargo build --release` in bench/probes, into target/probes).
 
 Rounds are interleaved (every variant once, then again) and each figure is the median of the
 rounds. Per variant: requests/s, p50/p99 at `--connections`, ratios to `none` and `ext_authz`,
@@ -61,6 +69,10 @@ from benchlib import (DOWNLOAD_BYTES, IDENTITY, RSS_DRIFT_LIMIT_BYTES, SESSION_C
 from harness import WASM, Envoy, gateway_config, load_gateway_yaml, wasm_filter
 
 ROOT = Path(__file__).resolve().parent.parent
+# The floor probes (bench/probes, a cargo workspace of its own) and where their modules land.
+PROBES = ROOT / "bench" / "probes"
+PROBES_TARGET = ROOT / "target" / "probes"
+PROBE_WASM = PROBES_TARGET / "wasm32-wasip1" / "release"
 # What a failing variant can raise; it is recorded against that variant and the others go on.
 LOAD_ERRORS = (RuntimeError, OSError, ValueError, KeyError, http.client.HTTPException, subprocess.SubprocessError)
 OWNER, REPO = "octocat", "hello-world"
@@ -149,6 +161,8 @@ class Variant:
     wasm: Path | None = None
     # The variant this one repeats with another module.
     twin_of: str = ""
+    # Whether the pre-flight request must have asked the outpost (counted by nginx); None: not checked.
+    asks_outpost: bool | None = None
 
     @property
     def path(self) -> str:
@@ -166,6 +180,11 @@ class Variant:
     @property
     def is_filter(self) -> bool:
         return self.name.startswith("filter-")
+
+    @property
+    def is_floor(self) -> bool:
+        """A floor probe of bench/probes instead of the gateway's module."""
+        return self.name.startswith("floor-")
 
     def twin(self, suffix: str, wasm: Path) -> "Variant":
         """This variant with another build of the module."""
@@ -190,6 +209,14 @@ VARIANTS = {v.name: v for v in [
     Variant("filter-cached-quiet", "the filter, cache on, no access log line per request",
             lambda o, u: gateway_config(o, u, plugin_config(cache={"ttl": "30s", "max_entries": 4096},
                                                             access_log=False))),
+    # The floors: the same Envoy, configuration and request as filter-cached / filter-nocache, with a
+    # minimal module of bench/probes in place of the gateway's.
+    Variant("floor-headers", "floor: a proxy-wasm filter that only rewrites the headers (bench/probes)",
+            lambda o, u: gateway_config(o, u, plugin_config(cache={"ttl": "30s", "max_entries": 4096})),
+            wasm=PROBE_WASM / "floor_headers.wasm", asks_outpost=False),
+    Variant("floor-call", "floor: a proxy-wasm filter that only asks the outpost (bench/probes)",
+            lambda o, u: gateway_config(o, u, plugin_config(cache={"ttl": "0s"})),
+            wasm=PROBE_WASM / "floor_call.wasm", asks_outpost=True),
     Variant("filter-websocket", "the filter, WebSocket handshakes (gateway.yaml config)",
             lambda o, u: gateway_config(o, u), websocket=True, seen_path="/websockify"),
     Variant("none-websocket", "no filter, WebSocket handshakes", lambda o, u: plain(o, u, []), websocket=True,
@@ -246,9 +273,11 @@ def measure(run: Running, nginx: Nginx, seconds: float, connections: int, thread
     return result
 
 
-def preflight(run: Running) -> str:
-    """One request as the load sends it: the right status, and the workspace saw the same work."""
+def preflight(run: Running, nginx: Nginx) -> str:
+    """One request as the load sends it: the right status, and the workspace saw the same work (and
+    the outpost was asked, or not, where the variant says)."""
     v, port = run.variant, run.envoy.port
+    checks = nginx.outpost_checks()
     if v.download:
         r = run.envoy.get(v.path, HEADERS, timeout=60)
         if (r.status, len(r.body)) != (200, DOWNLOAD_BYTES):
@@ -265,6 +294,10 @@ def preflight(run: Running) -> str:
     seen = (headers.get("x-seen-path", ""), headers.get("x-seen-repo", ""), headers.get("x-seen-user", ""))
     if seen != (v.seen_path, v.seen_repo, v.seen_user):
         return f"pre-flight: the workspace saw path/repo/user {seen}, expected {(v.seen_path, v.seen_repo, v.seen_user)}"
+    if v.asks_outpost is not None:
+        asked, want_asked = nginx.outpost_checks() - checks, int(v.asks_outpost)
+        if asked != want_asked:
+            return f"pre-flight: the outpost was asked {asked} time(s), expected {want_asked}"
     return ""
 
 
@@ -379,12 +412,35 @@ def targets(summary: dict, wasm: dict, rss: dict) -> list[dict]:
     ]
 
 
+def floors(summary: dict) -> list[str]:
+    """The floors of this run beside what the gateway costs, so that the budget can be judged."""
+    out = []
+    headers, call = summary.get("floor-headers", {}), summary.get("floor-call", {})
+    cached, nocache = summary.get("filter-cached", {}), summary.get("filter-nocache", {})
+    if headers.get("added_cpu_us") is not None:
+        line = (f"a header-rewriting proxy-wasm filter (floor-headers) costs {headers['added_cpu_us']:+.1f} us "
+                f"of Envoy CPU (twice that: {2 * headers['added_cpu_us']:+.1f})")
+        if headers.get("added_c1_p50_us") is not None:
+            line += f", one connection's p50 {headers['added_c1_p50_us']:+.0f} us"
+        if cached.get("added_cpu_us") is not None and headers["added_cpu_us"] > 0:
+            line += (f"; a cache hit costs {cached['added_cpu_us']:+.1f} us, "
+                     f"{cached['added_cpu_us'] / headers['added_cpu_us']:.1f}x that floor")
+        out.append(line)
+    if call.get("vs_ext_authz") is not None:
+        line = (f"a proxy-wasm filter that asks the outpost (floor-call) serves {call['vs_ext_authz']:.2f}x "
+                f"ext_authz req/s at {fmt(call.get('added_cpu_us'), '+.1f')} us of Envoy CPU")
+        if nocache.get("vs_ext_authz") is not None:
+            line += f"; the gateway with the cache off {nocache['vs_ext_authz']:.2f}x"
+        out.append(line)
+    return out
+
+
 def fmt(value, spec: str, scale: float = 1.0) -> str:
     return "-" if value is None else format(value * scale, spec)
 
 
 def print_report(summary: dict, wasm: dict, rss: dict, goals: list[dict], settings: dict,
-                 modules: dict[str, dict]) -> None:
+                 modules: dict[str, dict], floor_lines: list[str]) -> None:
     print(f"\nsettings: {settings['rounds']} rounds x {settings['seconds']} s, {settings['connections']} connections "
           f"({settings['threads']} wrk thread), one connection for {settings['c1_seconds']} s; Envoy --concurrency 1; "
           f"{os.cpu_count()} CPUs, load {settings['loadavg']}")
@@ -418,6 +474,8 @@ def print_report(summary: dict, wasm: dict, rss: dict, goals: list[dict], settin
     for g in goals:
         shown = g.get("shown", "not measured")
         print(f"  {g['result']:4} {g['target']}: {shown}")
+    for line in floor_lines:
+        print(f"  floor: {line}")
 
 
 def main() -> int:
@@ -451,6 +509,11 @@ def main() -> int:
             if VARIANTS[n].is_filter:
                 variants[f"{n}@before"] = VARIANTS[n].twin("before", args.compare_wasm.resolve())
         modules["before"] = wasm_sizes(args.compare_wasm.resolve())
+    if any(v.is_floor for v in variants.values()):
+        build_probes()
+        for n, v in variants.items():
+            if v.is_floor and v.wasm is not None:
+                modules[n] = wasm_sizes(v.wasm)
     for level in [lv for lv in args.opt_levels.split(",") if lv]:
         module = build_at_opt_level(level)
         modules[f"O{level}"] = wasm_sizes(module)
@@ -488,11 +551,13 @@ def main() -> int:
     add_ratios(summary, variants)
     wasm = wasm_sizes()
     goals = targets(summary, wasm, rss)
+    floor_lines = floors(summary)
     settings["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    print_report(summary, wasm, rss, goals, settings, modules)
+    print_report(summary, wasm, rss, goals, settings, modules, floor_lines)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({"settings": settings, "variants": summary, "wasm": wasm, "rss": rss,
-                                           "modules": modules, "targets": goals}, indent=2) + "\n")
+                                           "modules": modules, "targets": goals, "floors": floor_lines},
+                                          indent=2) + "\n")
     print(f"JSON: {args.json}")
     failed = [n for n, s in summary.items() if s.get("error") or s.get("errors")]
     if failed or rss.get("error"):
@@ -526,6 +591,13 @@ def build_at_opt_level(level: str) -> Path:
     return target_dir / "wasm32-wasip1" / "release" / WASM.name
 
 
+def build_probes() -> None:
+    """The floor probes' modules (bench/probes, built as the gateway: release, wasm32-wasip1)."""
+    print("building the floor probes (bench/probes)", file=sys.stderr)
+    subprocess.run(["cargo", "build", "--release", "--target", "wasm32-wasip1", "--target-dir", str(PROBES_TARGET)],
+                   cwd=PROBES, check=True, timeout=1200)
+
+
 def start(run: Running, nginx: Nginx, args: argparse.Namespace) -> None:
     """Starts the variant's Envoy, checks one request and warms it up; failures are recorded, not raised."""
     try:
@@ -538,7 +610,7 @@ def start(run: Running, nginx: Nginx, args: argparse.Namespace) -> None:
         return
     run.pid = process_pid(run.envoy.proc.pid)
     try:
-        run.error = preflight(run)
+        run.error = preflight(run, nginx)
         if not run.error and args.warmup > 0:
             load(run, run.envoy.port, args.warmup, args.connections, args.threads)
     except LOAD_ERRORS as e:
