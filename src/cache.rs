@@ -103,7 +103,32 @@ pub fn slot(key: &Key, max_entries: u32) -> String {
     let n = u32::from_le_bytes([a, b, c, d])
         .checked_rem(max_entries)
         .unwrap_or(0);
-    format!("{SLOT_PREFIX}{n}")
+    let mut slot = String::with_capacity(SLOT_PREFIX.len().saturating_add(10));
+    slot.push_str(SLOT_PREFIX);
+    push_decimal(&mut slot, n);
+    slot
+}
+
+/// Appends `n` in decimal (the cache slot is looked up on every request: no formatting
+/// machinery).
+fn push_decimal(out: &mut String, n: u32) {
+    let mut digits = [0u8; 10];
+    let mut at = digits.len();
+    let mut rest = n;
+    loop {
+        at = at.saturating_sub(1);
+        if let Some(d) = digits.get_mut(at) {
+            // `rest % 10` is below 10.
+            *d = b'0'.saturating_add(u8::try_from(rest % 10).unwrap_or(0));
+        }
+        rest /= 10;
+        if rest == 0 || at == 0 {
+            break;
+        }
+    }
+    for d in digits.get(at..).unwrap_or_default() {
+        out.push(char::from(*d));
+    }
 }
 
 /// An allowed outcome for `key` under `scope`, valid until `expires_ms` (milliseconds since the
@@ -257,5 +282,11 @@ mod tests {
         }
         assert!(slot(&key, 10).starts_with(SLOT_PREFIX));
         assert_eq!(slot(&key, 0), slot(&key, 1));
+        assert_eq!(slot(&key, 1), format!("{SLOT_PREFIX}0"));
+        for n in [0, 7, 10, 99, 4095, 1_000_000, u32::MAX] {
+            let mut text = String::new();
+            push_decimal(&mut text, n);
+            assert_eq!(text, n.to_string());
+        }
     }
 }

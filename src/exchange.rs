@@ -235,8 +235,8 @@ impl Exchange {
         let response = (headers > 0).then(|| OutpostResponse {
             headers: host
                 .call_answer_headers()
-                .into_iter()
-                .map(|(name, value)| (name.to_ascii_lowercase(), value))
+                .iter()
+                .map(|(name, value)| (name.to_ascii_lowercase(), value.to_vec()))
                 .collect(),
             body: match body_size {
                 0 => Vec::new(),
@@ -381,11 +381,7 @@ impl Exchange {
         } = *forwarded;
         forget_sessions(host, &config, &forget);
         let headers = host.response_headers();
-        let status = headers
-            .iter()
-            .find(|(n, _)| n == ":status")
-            .and_then(|(_, v)| std::str::from_utf8(v).ok())
-            .and_then(|s| s.parse::<u32>().ok());
+        let status = headers.status();
         let responder = match &to {
             Destination::Routes => {
                 if status == Some(404) && is_envoy_not_found(host) {

@@ -221,7 +221,7 @@ impl<'m> ProxyHost<'m> {
         let status = unsafe { abi::proxy_get_header_map_pairs(map, &mut data, &mut size) };
         match returned(data, size) {
             Some(bytes) if status == abi::OK => wire::read_map(&bytes),
-            _ => Vec::new(),
+            _ => Headers::default(),
         }
     }
 

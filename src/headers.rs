@@ -1,6 +1,8 @@
 //! Which request headers the client may not send, and what of the user's credentials must not
 //! reach a workspace.
 
+use crate::host::Headers;
+
 /// Headers the filter sets itself on routed requests (besides the configured routing headers).
 pub const FILTER_OWNED: [&str; 3] = ["x-github-repo", "x-repo-url", "x-forwarded-prefix"];
 
@@ -138,7 +140,7 @@ const OWN_ORIGIN_CLEARING: [&str; 2] = ["\"storage\"", "\"executioncontexts\""];
 pub fn fix_response(
     credentials: &Credentials,
     responder: Responder,
-    headers: &[(String, Vec<u8>)],
+    headers: &Headers,
 ) -> ResponseFix {
     let mut fix = ResponseFix::default();
     let mut cookies: Vec<&[u8]> = Vec::new();
@@ -172,10 +174,10 @@ pub fn fix_response(
             remove(&mut fix, name);
         } else if name.eq_ignore_ascii_case("clear-site-data") {
             let kept = own_origin.then(|| own_origin_clearing(value)).flatten();
-            if kept.as_deref() != Some(value.as_slice()) {
+            if kept.as_deref() != Some(value) {
                 remove(&mut fix, name);
                 if let Some(kept) = kept {
-                    fix.add.push((name.clone(), kept));
+                    fix.add.push((name.to_string(), kept));
                 }
             }
         }
@@ -335,6 +337,10 @@ mod tests {
         );
     }
 
+    fn fields(list: &[(String, Vec<u8>)]) -> Headers {
+        list.iter().map(|(n, v)| (n, v)).collect()
+    }
+
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
         list.iter()
             .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
@@ -356,7 +362,7 @@ mod tests {
             ("X_Authentik_Groups", "admins"),
             ("set-cookie", "c=3; HttpOnly"),
         ]);
-        let fix = fix_response(&c, PATH_MODE, &headers);
+        let fix = fix_response(&c, PATH_MODE, &fields(&headers));
         assert_eq!(
             fix.remove,
             vec!["x-authentik-username", "X_Authentik_Groups", "set-cookie"]
@@ -369,7 +375,7 @@ mod tests {
             ])
         );
         assert_eq!(fix.dropped, 4);
-        let clean = fix_response(&c, PATH_MODE, &headers[..2]);
+        let clean = fix_response(&c, PATH_MODE, &fields(&headers[..2]));
         assert_eq!(clean, ResponseFix::default());
     }
 
@@ -387,7 +393,7 @@ mod tests {
             "a=1; Path=/; Domain=gw.example",
             "a=1;domain",
         ] {
-            let fix = fix_response(&c, PATH_MODE, &pairs(&[("set-cookie", hostile)]));
+            let fix = fix_response(&c, PATH_MODE, &fields(&pairs(&[("set-cookie", hostile)])));
             assert_eq!(fix.remove, vec!["set-cookie"], "{hostile}");
             assert!(fix.add.is_empty(), "{hostile}");
         }
@@ -398,7 +404,7 @@ mod tests {
             "my_authentik=1",
             "a=1; Path=/authentik_proxy; Max-Age=0",
         ] {
-            let fix = fix_response(&c, PATH_MODE, &pairs(&[("set-cookie", harmless)]));
+            let fix = fix_response(&c, PATH_MODE, &fields(&pairs(&[("set-cookie", harmless)])));
             assert_eq!(fix, ResponseFix::default(), "{harmless}");
         }
     }
@@ -407,7 +413,11 @@ mod tests {
     fn clear_site_data_never_leaves_the_workspaces_own_origin() {
         let c = credentials(&["authentik_"]);
         let csd = |responder, value: &str| {
-            fix_response(&c, responder, &pairs(&[("Clear-Site-Data", value)]))
+            fix_response(
+                &c,
+                responder,
+                &fields(&pairs(&[("Clear-Site-Data", value)])),
+            )
         };
         // Path mode: the origin is every workspace's and authentik's.
         for value in ["\"cookies\"", "\"*\"", "\"storage\"", "\"cache\"", "junk"] {
@@ -445,10 +455,10 @@ mod tests {
             ("set-cookie2", "a=1"),
             ("clear-site-data", "\"cookies\""),
         ]);
-        let fix = fix_response(&c, Responder::RouteTable, &headers);
+        let fix = fix_response(&c, Responder::RouteTable, &fields(&headers));
         assert_eq!(fix.remove, vec!["x-authentik-jwt", "X-Authentik-Username"]);
         assert!(fix.add.is_empty());
-        let fix = fix_response(&c, HOST_MODE, &headers);
+        let fix = fix_response(&c, HOST_MODE, &fields(&headers));
         assert_eq!(
             fix.remove,
             vec![

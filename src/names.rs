@@ -225,7 +225,7 @@ impl RepoId {
 
     /// `{forge}/{owner}/{repo}`: what access rules match and logs show.
     pub fn key(&self) -> String {
-        format!("{}/{}/{}", self.forge.segment(), self.owner, self.repo)
+        [self.forge.segment(), "/", &self.owner, "/", &self.repo].concat()
     }
 
     /// What the dev container clones, on the forge's default host.
@@ -235,7 +235,7 @@ impl RepoId {
 
     /// What the dev container clones, on a configured (self-hosted) base URL.
     pub fn url_at(&self, base: &str) -> String {
-        format!("{base}/{}/{}", self.owner, self.repo)
+        [base, "/", &self.owner, "/", &self.repo].concat()
     }
 }
 
@@ -303,7 +303,7 @@ pub fn is_bitbucket_slug(slug: &str) -> bool {
 /// rewritten, start with `gl-` / `bb-`, and hash the forge with the path.
 pub fn knative_service_name(id: &RepoId) -> String {
     if id.forge == Forge::GitHub {
-        let plain = format!("{}--{}", id.owner, id.repo);
+        let plain = [id.owner.as_str(), "--", &id.repo].concat();
         if plain.len() <= MAX_SERVICE_NAME && is_dns1035_label(&plain) {
             return plain;
         }

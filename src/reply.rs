@@ -1,6 +1,8 @@
 //! Answers the gateway gives itself: health, redirects, and refusals that say what was wrong
 //! (JSON for clients that accept it, plain text otherwise).
 
+use std::rc::Rc;
+
 use crate::json;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -31,7 +33,7 @@ pub fn wants_json(accept: Option<&[u8]>) -> bool {
 pub struct Client {
     pub format: Format,
     /// Envoy's `x-request-id`, when it is printable and short.
-    pub request_id: Option<String>,
+    pub request_id: Option<Rc<str>>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -57,7 +59,7 @@ impl Client {
         let request_id = request_id
             .filter(|id| id.len() <= 128 && id.iter().all(|b| b.is_ascii_graphic()))
             .and_then(|id| std::str::from_utf8(id).ok())
-            .map(str::to_string);
+            .map(Rc::from);
         Client { format, request_id }
     }
 

@@ -225,8 +225,7 @@ impl<'h> Request<'h> {
         let mut authority = None;
         let mut proxy_authorization = false;
         for (name, value) in headers {
-            let value = value.as_slice();
-            let slot = match name.as_str() {
+            let slot = match name {
                 ":path" => &mut path,
                 ":authority" => &mut authority,
                 ":method" => &mut request.method,
@@ -308,16 +307,13 @@ pub fn not_found(client: &Client) -> LocalReply {
 }
 
 pub fn on_request_headers(config: &Config, headers: &Headers) -> Decision {
-    let strip = headers::spoofed(
-        config.routing_headers(),
-        headers.iter().map(|(n, _)| n.as_str()),
-    );
+    let strip = headers::spoofed(config.routing_headers(), headers.iter().map(|(n, _)| n));
     let request = Request::read(headers);
     // The query is parsed once: both the routing and the cache need to know.
     let signed = is_signed(request.path);
     let forget = logout_keys(config, &request, signed);
     let client = request.client();
-    let next = next(config, request, signed, !forget.is_empty());
+    let next = next(config, request, &client, signed, !forget.is_empty());
     Decision {
         client,
         strip,
@@ -414,13 +410,12 @@ fn repo_of_service(service: &str) -> Option<RepoId> {
     (knative_service_name(&id) == service).then_some(id)
 }
 
-fn next(config: &Config, request: Request, signed: bool, logout: bool) -> Next {
-    let client = request.client();
+fn next(config: &Config, request: Request, client: &Client, signed: bool, logout: bool) -> Next {
     let answer = |outcome: Outcome, reply: LocalReply| Next::Answer { outcome, reply };
     let bad = |reason: &str| {
         answer(
             Outcome::BadRequest { status: 400 },
-            reply::refuse(400, reason, &client),
+            reply::refuse(400, reason, client),
         )
     };
     let raw_path = request.path;
@@ -430,7 +425,7 @@ fn next(config: &Config, request: Request, signed: bool, logout: bool) -> Next {
         Access::Refused => {
             return answer(
                 Outcome::BadRequest { status: 403 },
-                reply::refuse(403, Access::Refused.reason(), &client),
+                reply::refuse(403, Access::Refused.reason(), client),
             )
         }
     }
@@ -484,7 +479,7 @@ fn next(config: &Config, request: Request, signed: bool, logout: bool) -> Next {
                         reply::refuse(
                             403,
                             "a request from another origin cannot reach this workspace",
-                            &client,
+                            client,
                         ),
                     );
                 }
@@ -566,7 +561,7 @@ fn next(config: &Config, request: Request, signed: bool, logout: bool) -> Next {
         .then(|| login_retry::callback(path, host, cookie.as_deref().map(str::as_bytes), https))
         .flatten();
     Next::Check(Box::new(Pending {
-        client,
+        client: client.clone(),
         after,
         cache_key,
         callback,
@@ -611,7 +606,7 @@ fn workspace_location(config: &Config, request: &Request, repo: &RepoPath) -> Op
 /// kept headers stay in place (a set header takes the place of its first occurrence), new ones
 /// follow. The last edit of a name wins.
 pub fn edited<'a>(
-    headers: &'a [(String, Vec<u8>)],
+    headers: &'a Headers,
     strip: &[String],
     edits: &'a [Edit],
 ) -> Vec<(&'a str, &'a [u8])> {
@@ -630,17 +625,17 @@ pub fn edited<'a>(
     let mut placed = vec![false; last.len()];
     let mut out = Vec::with_capacity(headers.len().saturating_add(last.len()));
     for (name, value) in headers {
-        match last.iter().position(|(n, _)| n == name) {
+        match last.iter().position(|(n, _)| *n == name) {
             Some(i) => {
                 if let (Some((_, Some(value))), Some(done @ false)) =
                     (last.get(i), placed.get_mut(i))
                 {
-                    out.push((name.as_str(), *value));
+                    out.push((name, *value));
                     *done = true;
                 }
             }
-            None if strip.contains(name) => {}
-            None => out.push((name.as_str(), value.as_slice())),
+            None if strip.iter().any(|s| s == name) => {}
+            None => out.push((name, value)),
         }
     }
     for ((name, value), done) in last.iter().zip(placed) {
@@ -890,18 +885,24 @@ mod tests {
         .unwrap()
     }
 
-    fn request(path: &str, extra: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
-        let mut headers = vec![
-            (":method".to_string(), b"GET".to_vec()),
-            (":path".to_string(), path.as_bytes().to_vec()),
-            (":authority".to_string(), b"gw.example".to_vec()),
-        ];
-        headers.extend(
-            extra
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())),
-        );
+    fn request(path: &str, extra: &[(&str, &str)]) -> Headers {
+        [
+            (":method", "GET"),
+            (":path", path),
+            (":authority", "gw.example"),
+        ]
+        .iter()
+        .chain(extra)
+        .map(|(n, v)| (n, v.as_bytes()))
+        .collect()
+    }
+
+    /// `headers` with the value of `name` replaced.
+    fn replaced(headers: &Headers, name: &str, value: &[u8]) -> Headers {
         headers
+            .iter()
+            .map(|(n, v)| (n, if n == name { value } else { v }))
+            .collect()
     }
 
     fn logged_in() -> OutpostResponse {
@@ -1094,17 +1095,16 @@ mod tests {
     fn requests_without_host_or_with_binary_credentials_are_refused() {
         let config = config("{}");
         let mut headers = request("/github/a/b/", &[]);
-        headers.retain(|(n, _)| n != ":authority");
+        headers.retain(|n, _| n != ":authority");
         assert!(
             matches!(on_request_headers(&config, &headers).next, Next::Answer { reply: r, .. } if r.status == 400)
         );
         let mut headers = request("/github/a/b/", &[]);
-        headers.push(("cookie".into(), vec![0xff, b'=', b'1']));
+        headers.push("cookie", &[0xff, b'=', b'1']);
         assert!(
             matches!(on_request_headers(&config, &headers).next, Next::Answer { reply: r, .. } if r.status == 400)
         );
-        let mut headers = request("/x", &[]);
-        headers[1].1 = vec![b'/', 0xff];
+        let headers = replaced(&request("/x", &[]), ":path", &[b'/', 0xff]);
         assert!(matches!(
             on_request_headers(&config, &headers).next,
             Next::Continue
@@ -1239,8 +1239,11 @@ mod tests {
             r#"{"outpost":{"cluster":"ak"},"routing":{"mode":"per-repo","workspace_domain":"dev.example"}}"#,
         );
         let answer = |path: &str, host: &str| {
-            let mut headers = request(path, &[(":scheme", "https")]);
-            headers[2].1 = host.as_bytes().to_vec();
+            let headers = replaced(
+                &request(path, &[(":scheme", "https")]),
+                ":authority",
+                host.as_bytes(),
+            );
             on_request_headers(&config, &headers).next
         };
         let Next::Answer { reply, .. } =
@@ -1265,8 +1268,11 @@ mod tests {
         ] {
             assert!(matches!(answer(path, host), Next::Continue), "{host}{path}");
         }
-        let mut headers = request("/deep/path?q=1", &[("cookie", "authentik_proxy_1=s; ws=1")]);
-        headers[2].1 = b"octocat--hello-world.dev.example".to_vec();
+        let headers = replaced(
+            &request("/deep/path?q=1", &[("cookie", "authentik_proxy_1=s; ws=1")]),
+            ":authority",
+            b"octocat--hello-world.dev.example",
+        );
         let (call, pending) = check(&config, &headers);
         assert!(call.contains(&(
             ":authority".into(),
@@ -1289,24 +1295,33 @@ mod tests {
         assert_eq!(set(&edits, "cookie"), Some("ws=1"));
         assert_eq!(ws.service, "octocat--hello-world");
         // Another workspace's page cannot drive requests into this one.
-        let mut headers = request("/api", &[("origin", "https://other--repo.dev.example")]);
-        headers[2].1 = b"octocat--hello-world.dev.example".to_vec();
+        let headers = replaced(
+            &request("/api", &[("origin", "https://other--repo.dev.example")]),
+            ":authority",
+            b"octocat--hello-world.dev.example",
+        );
         let Next::Answer { reply, .. } = on_request_headers(&config, &headers).next else {
             panic!()
         };
         assert_eq!(reply.status, 403);
-        let mut headers = request(
-            "/api",
-            &[("origin", "https://Octocat--hello-world.dev.example")],
+        let headers = replaced(
+            &request(
+                "/api",
+                &[("origin", "https://Octocat--hello-world.dev.example")],
+            ),
+            ":authority",
+            b"octocat--hello-world.dev.example",
         );
-        headers[2].1 = b"octocat--hello-world.dev.example".to_vec();
         assert!(matches!(
             on_request_headers(&config, &headers).next,
             Next::Check(_)
         ));
         // A hashed name: routed by the host, no repository header.
-        let mut headers = request("/", &[]);
-        headers[2].1 = b"kubernetes-k8s-io-0123456789.dev.example".to_vec();
+        let headers = replaced(
+            &request("/", &[]),
+            ":authority",
+            b"kubernetes-k8s-io-0123456789.dev.example",
+        );
         let (_, pending) = check(&config, &headers);
         let Resume::Forward { edits, .. } = resume(&config, &pending, Some(&logged_in())) else {
             panic!()

@@ -108,7 +108,6 @@ pub fn target(path: &str, health_path: &str) -> Result<Target, PathError> {
         return Ok(Target::Elsewhere);
     };
     check_clean(path)?;
-    let query = query.map(|q| format!("?{q}")).unwrap_or_default();
     let body = after.strip_prefix('/').unwrap_or_default();
     let (names, rest) = match forge {
         Forge::GitLab => match body.find(GITLAB_SEPARATOR) {
@@ -148,16 +147,18 @@ pub fn target(path: &str, health_path: &str) -> Result<Target, PathError> {
         _ => return Err(PathError::Incomplete(forge)),
     }
     .map_err(PathError::Name)?;
-    let prefix = match forge {
-        Forge::GitLab => format!("/{}/{names}/-", forge.segment()),
-        _ => format!("/{}/{names}", forge.segment()),
+    let gitlab_separator = if forge == Forge::GitLab { "/-" } else { "" };
+    let prefix = ["/", forge.segment(), "/", names, gitlab_separator].concat();
+    let (question, query) = match query {
+        Some(query) => ("?", query),
+        None => ("", ""),
     };
     match rest {
-        None => Ok(Target::AddSlash(format!("{prefix}/{query}"))),
+        None => Ok(Target::AddSlash([&prefix, "/", question, query].concat())),
         Some(rest) => Ok(Target::Repo(RepoPath {
             id,
             prefix,
-            rest: format!("{rest}{query}"),
+            rest: [rest, question, query].concat(),
         })),
     }
 }

@@ -55,7 +55,7 @@ impl Call {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
-            .find(|(n, _)| n == name)
+            .find(|(n, _)| *n == name)
             .map(|(_, v)| v.as_str())
     }
 }
@@ -102,10 +102,7 @@ impl Proxy {
     pub fn host(&self, request: &[(&str, &str)]) -> TestHost {
         TestHost {
             proxy: self.clone(),
-            request: request
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
-                .collect(),
+            request: request.iter().map(|(n, v)| (n, v.as_bytes())).collect(),
             ..TestHost::default()
         }
     }
@@ -177,14 +174,14 @@ impl TestHost {
     pub fn request_header(&self, name: &str) -> Option<&str> {
         self.request
             .iter()
-            .find(|(n, _)| n == name)
+            .find(|(n, _)| *n == name)
             .and_then(|(_, v)| std::str::from_utf8(v).ok())
     }
 
     pub fn response_header(&self, name: &str) -> Vec<&str> {
         self.response
             .iter()
-            .filter(|(n, _)| n == name)
+            .filter(|(n, _)| *n == name)
             .filter_map(|(_, v)| std::str::from_utf8(v).ok())
             .collect()
     }
@@ -226,7 +223,7 @@ impl Host for TestHost {
     }
 
     fn remove_request_header(&mut self, name: &str) {
-        self.request.retain(|(n, _)| n != name);
+        self.request.retain(|n, _| n != name);
     }
 
     fn resume_request(&mut self) {
@@ -238,11 +235,11 @@ impl Host for TestHost {
     }
 
     fn remove_response_header(&mut self, name: &str) {
-        self.response.retain(|(n, _)| n != name);
+        self.response.retain(|n, _| n != name);
     }
 
     fn add_response_header(&mut self, name: &str, value: &[u8]) {
-        self.response.push((name.to_string(), value.to_vec()));
+        self.response.push(name, value);
     }
 
     fn response_code_details(&mut self) -> Option<Vec<u8>> {
@@ -304,12 +301,12 @@ impl Host for TestHost {
 
 /// An answer as a call would deliver it: status, headers, body.
 pub fn answer(status: u32, headers: &[(&str, &str)], body: &[u8]) -> (Headers, Vec<u8>) {
-    let mut all: Headers = vec![(":status".into(), status.to_string().into_bytes())];
-    all.extend(
-        headers
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())),
-    );
+    let status = status.to_string();
+    let all = [(":status", status.as_str())]
+        .iter()
+        .chain(headers)
+        .map(|(n, v)| (n, v.as_bytes()))
+        .collect();
     (all, body.to_vec())
 }
 

@@ -234,7 +234,7 @@ impl Worker {
         };
         let (_, call) = self.calls.swap_remove(i);
         let status = if headers > 0 {
-            status_of(&host.call_answer_headers())
+            host.call_answer_headers().status()
         } else {
             None
         };
@@ -268,14 +268,6 @@ impl Worker {
             }
         }
     }
-}
-
-fn status_of(headers: &[(String, Vec<u8>)]) -> Option<u32> {
-    headers
-        .iter()
-        .find(|(n, _)| n == ":status")
-        .and_then(|(_, v)| std::str::from_utf8(v).ok())
-        .and_then(|s| s.parse().ok())
 }
 
 /// Keeps the provisioner's answer about `service` for every worker, and releases its claim.

@@ -16,7 +16,7 @@ use devcontainer_gateway::headers;
 use devcontainer_gateway::request::{on_outpost_response, on_request_headers, Edit, Next, Resume};
 use devcontainer_gateway_fuzz::{
     all, apply, cookie_pairs, first, header_lines, is_authentik_cookie, lower_case_names,
-    outpost_response, passes_for_gateway_header, Fields, CONFIGS,
+    outpost_response, passes_for_gateway_header, proxy_headers, Fields, CONFIGS,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -72,7 +72,7 @@ fn check_cookie_scrub(cookie: &[u8]) {
 }
 
 fn check_request(config: &Config, request: &Fields) {
-    let decision = on_request_headers(config, request);
+    let decision = on_request_headers(config, &proxy_headers(request));
     let names = request.iter().map(|(n, _)| n.as_str());
     assert_eq!(decision.strip, headers::spoofed(config.routing_headers(), names));
     let forwarded = match decision.next {

@@ -15,7 +15,7 @@ use devcontainer_gateway::reply::{Client, LocalReply};
 use devcontainer_gateway::request::{on_outpost_response, on_request_headers, Next, Resume};
 use devcontainer_gateway_fuzz::{
     all, apply, as_upstream_sees_it, first, header_lines, lower_case_names, outpost_response,
-    status, CONFIGS,
+    proxy_headers, status, CONFIGS,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -125,7 +125,7 @@ fn check_refusal(
 
 fn check_waiting_request(config: &Config, response: &OutpostResponse, status: Option<u32>) {
     let request = lower_case_names(header_lines(REQUEST));
-    let decision = on_request_headers(config, &request);
+    let decision = on_request_headers(config, &proxy_headers(&request));
     let Next::Check(pending) = decision.next else {
         panic!("the workspace request was not checked");
     };

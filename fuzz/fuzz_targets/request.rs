@@ -12,7 +12,8 @@ use devcontainer_gateway::login_retry;
 use devcontainer_gateway::request::{on_outpost_response, on_request_headers, Edit, Next, Resume};
 use devcontainer_gateway::route;
 use devcontainer_gateway_fuzz::{
-    first, header_lines, lower_case_names, outpost_response, split_blank_line, status, CONFIGS,
+    first, header_lines, lower_case_names, outpost_response, proxy_headers, split_blank_line, status,
+    CONFIGS,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -30,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
         && first(&response.headers, "x-authentik-username").is_some_and(|u| !u.is_empty());
 
     for config in CONFIGS.iter() {
-        let Next::Check(pending) = on_request_headers(config, &headers).next else {
+        let Next::Check(pending) = on_request_headers(config, &proxy_headers(&headers)).next else {
             continue;
         };
         let resume = on_outpost_response(config, &pending, Some(&response)).0;

@@ -6,10 +6,16 @@ use std::sync::LazyLock;
 
 use devcontainer_gateway::auth::OutpostResponse;
 use devcontainer_gateway::config::{self, Config};
+use devcontainer_gateway::host::Headers;
 use devcontainer_gateway::request::Edit;
 
-/// Header fields as the core takes them.
+/// Header fields as the inputs spell them (the model works on these).
 pub type Fields = Vec<(String, Vec<u8>)>;
+
+/// The same fields as the proxy hands them to the core.
+pub fn proxy_headers(fields: &[(String, Vec<u8>)]) -> Headers {
+    fields.iter().map(|(n, v)| (n, v)).collect()
+}
 
 /// The configurations every input runs against: the defaults (shared Service), and one that
 /// changes everything the decisions depend on.

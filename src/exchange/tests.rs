@@ -542,10 +542,7 @@ fn hostile_response_headers_are_dropped_and_the_outposts_cookies_added() {
         ),
     );
     let mut ok = logged_in("alice", "").unwrap();
-    ok.0.push((
-        "set-cookie".into(),
-        b"authentik_proxy_f0b68a08=new; Path=/".to_vec(),
-    ));
+    ok.0.push("set-cookie", b"authentik_proxy_f0b68a08=new; Path=/");
     s.call_answer(&mut worker, token, Some(ok));
     assert_eq!(s.host.request_header("authorization"), None);
     let flow = s.respond(
