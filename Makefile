@@ -31,12 +31,13 @@ $(VENV)/.installed: tests/requirements.txt
 	touch $@
 
 # --workspace: the filter and the provisioner (natively); the wasm build is the filter's alone.
-# bench/probes (the bench's floor probes) is a workspace of its own, wasm only (its .cargo/config.toml).
+# bench/probes (the bench's floor probes) is a workspace of its own, wasm only (its .cargo/config.toml);
+# --all-features: host-calls' calls, one per feature, all in one build.
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --release --target wasm32-wasip1 --lib -- -D warnings
-	cd bench/probes && $(CARGO) fmt --all -- --check && $(CARGO) clippy --release --workspace -- -D warnings
+	cd bench/probes && $(CARGO) fmt --all -- --check && $(CARGO) clippy --release --workspace --all-features -- -D warnings
 
 unit:
 	$(CARGO) test --workspace --quiet

@@ -31,6 +31,13 @@ same workspace, same request unless said otherwise):
 `filter-nocache@O<level>` (sizes in the report). The floor probes are built on demand
 (`cargo build --release` in bench/probes, into target/probes).
 
+`--host-calls` measures what single proxy-wasm host calls cost Envoy: per call a variant
+`call-<name>`, floor-headers' Envoy with bench/probes' host-calls module built with that call's
+cargo feature (its own target directory, target/probes/host-calls/<name>), which does what
+floor-headers does plus the call 100 times per request. floor-headers joins the run, and an
+extra table gives (CPU us/req of the variant - floor-headers') / 100: what one call adds.
+`--host-calls log,metric` runs only those calls.
+
 Rounds are interleaved (every variant once, then again) and each figure is the median of the
 rounds. Per variant: requests/s, p50/p99 at `--connections`, ratios to `none` and `ext_authz`,
 Envoy CPU time per request (/proc/<pid>/stat), outpost checks per request (counted by nginx), and
@@ -40,6 +47,7 @@ targets are printed as pass/miss lines, not asserted. Timings on a shared machin
 compare the ratios of one run, not numbers across runs.
 
     python3 bench/run.py [--variants none,lua,...] [--rounds 3] [--seconds 5] [--rss-requests 1000000]
+                         [--host-calls [shared-400,log,...]]
 """
 
 from __future__ import annotations
@@ -73,6 +81,25 @@ ROOT = Path(__file__).resolve().parent.parent
 PROBES = ROOT / "bench" / "probes"
 PROBES_TARGET = ROOT / "target" / "probes"
 PROBE_WASM = PROBES_TARGET / "wasm32-wasip1" / "release"
+# `--host-calls`: one build of bench/probes' host-calls per call (its cargo feature), each in a
+# target directory of its own, so that every module stays built between runs.
+HOST_CALLS_TARGET = PROBES_TARGET / "host-calls"
+# How often host-calls makes its call per request (its REPETITIONS).
+HOST_CALL_REPETITIONS = 100
+# host-calls' features: the call each repeats.
+HOST_CALLS = {
+    "shared-400": "proxy_get_shared_data of a 400-byte entry (a cache lookup)",
+    "shared-empty": "proxy_get_shared_data of an entry with an empty value (no VM allocation)",
+    "log": "proxy_log at info of a 150-byte line shaped like the access line",
+    "metric": "proxy_increment_metric of a counter",
+    "time": "proxy_get_current_time_nanoseconds",
+    "header-map": "proxy_get_header_map_pairs of the request headers (whole map, freed)",
+}
+# The line host-calls' `log` build writes (its ACCESS_LINE), as Envoy's log must show it.
+HOST_CALLS_LOG_LINE = ('access user="alice" repo="github/octocat/hello-world" outcome=allowed status=0 '
+                       'decided_by=cache latency_ms=0 request_id="8d1b6a5e-6a8c-4c1e-9a8e-0d1f2e3c4b5a"')
+# How long the pre-flight waits for Envoy to write its log (it flushes every 10 s by default).
+LOG_FLUSH_WAIT_S = 15.0
 # What a failing variant can raise; it is recorded against that variant and the others go on.
 LOAD_ERRORS = (RuntimeError, OSError, ValueError, KeyError, http.client.HTTPException, subprocess.SubprocessError)
 OWNER, REPO = "octocat", "hello-world"
@@ -163,6 +190,8 @@ class Variant:
     twin_of: str = ""
     # Whether the pre-flight request must have asked the outpost (counted by nginx); None: not checked.
     asks_outpost: bool | None = None
+    # A line Envoy's log must show after the pre-flight request ("": not checked).
+    log_line: str = ""
 
     @property
     def path(self) -> str:
@@ -185,6 +214,11 @@ class Variant:
     def is_floor(self) -> bool:
         """A floor probe of bench/probes instead of the gateway's module."""
         return self.name.startswith("floor-")
+
+    @property
+    def host_call(self) -> str:
+        """The host call a `--host-calls` variant repeats (host-calls' cargo feature), or ""."""
+        return self.name.removeprefix("call-") if self.name.startswith("call-") else ""
 
     def twin(self, suffix: str, wasm: Path) -> "Variant":
         """This variant with another build of the module."""
@@ -225,6 +259,16 @@ VARIANTS = {v.name: v for v in [
             lambda o, u: gateway_config(o, u, plugin_config(cache={"ttl": "30s", "max_entries": 4096})), download=True),
     Variant("none-download", "no filter, the same download", lambda o, u: plain(o, u, []), download=True),
 ]}
+
+
+def host_call_variant(call: str) -> Variant:
+    """floor-headers with the host-calls module that repeats `call`: the same Envoy, configuration,
+    request and pre-flight (the workspace saw the rewrite, the outpost was not asked)."""
+    floor = VARIANTS["floor-headers"]
+    return dataclasses.replace(
+        floor, name=f"call-{call}", description=f"floor-headers + {HOST_CALL_REPETITIONS}x {HOST_CALLS[call]}",
+        wasm=HOST_CALLS_TARGET / call / "wasm32-wasip1" / "release" / "host_calls.wasm",
+        log_line=HOST_CALLS_LOG_LINE if call == "log" else "")
 
 
 @dataclass
@@ -298,7 +342,19 @@ def preflight(run: Running, nginx: Nginx) -> str:
         asked, want_asked = nginx.outpost_checks() - checks, int(v.asks_outpost)
         if asked != want_asked:
             return f"pre-flight: the outpost was asked {asked} time(s), expected {want_asked}"
+    if v.log_line and not log_shows(run.envoy, v.log_line):
+        return f"pre-flight: Envoy's log has no line {v.log_line!r} after {LOG_FLUSH_WAIT_S:g} s"
     return ""
+
+
+def log_shows(envoy: Envoy, line: str) -> bool:
+    """Whether Envoy's log shows `line`, waiting for its next flush."""
+    deadline = time.monotonic() + LOG_FLUSH_WAIT_S
+    while line not in envoy.log():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
 
 
 def median(values: list[float]) -> float | None:
@@ -435,6 +491,31 @@ def floors(summary: dict) -> list[str]:
     return out
 
 
+def host_calls(summary: dict, variants: dict[str, Variant]) -> dict:
+    """Per `--host-calls` variant: what one call adds to Envoy's CPU, against floor-headers in this run."""
+    floor = summary.get("floor-headers", {}).get("cpu_us_per_request")
+    out = {}
+    for name, v in variants.items():
+        if not v.host_call:
+            continue
+        cpu = summary.get(name, {}).get("cpu_us_per_request")
+        per_call = None if cpu is None or floor is None else (cpu - floor) / HOST_CALL_REPETITIONS
+        out[v.host_call] = {"variant": name, "call": HOST_CALLS[v.host_call], "repetitions": HOST_CALL_REPETITIONS,
+                            "cpu_us_per_request": cpu, "floor_cpu_us_per_request": floor, "us_per_call": per_call}
+    return out
+
+
+def print_host_calls(calls: dict) -> None:
+    print(f"host calls: (CPU us/req of call-<name> - floor-headers') / {HOST_CALL_REPETITIONS}, the Envoy CPU one call adds")
+    width = max(len(c) for c in calls)
+    head = f"{'call':{width}} {'CPU us/req':>10} {'floor':>7} {'us/call':>7}  what"
+    print(head)
+    print("-" * len(head))
+    for call, c in calls.items():
+        print(f"{call:{width}} {fmt(c['cpu_us_per_request'], '.1f'):>10} {fmt(c['floor_cpu_us_per_request'], '.1f'):>7} "
+              f"{fmt(c['us_per_call'], '.2f'):>7}  {c['call']}")
+
+
 def fmt(value, spec: str, scale: float = 1.0) -> str:
     return "-" if value is None else format(value * scale, spec)
 
@@ -494,11 +575,20 @@ def main() -> int:
                         "runs with it too, as <variant>@before")
     parser.add_argument("--opt-levels", default="", help="e.g. z,s,3: build the module at each opt-level and add "
                         "filter-cached@O<level> and filter-nocache@O<level>")
+    parser.add_argument("--host-calls", nargs="?", const=",".join(HOST_CALLS), default="", metavar="CALLS",
+                        help="add call-<name> for these host calls (default: all of " + ", ".join(HOST_CALLS)
+                        + "), each 100 times per request on top of floor-headers, which joins the run")
     args = parser.parse_args()
     names = [n for n in args.variants.split(",") if n]
     unknown = [n for n in names + [args.rss_variant] if n not in VARIANTS]
     if unknown:
         parser.error(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
+    calls = [c for c in args.host_calls.split(",") if c]
+    unknown = [c for c in calls if c not in HOST_CALLS]
+    if unknown:
+        parser.error(f"unknown host call(s) {unknown}; known: {', '.join(HOST_CALLS)}")
+    if calls and "floor-headers" not in names:
+        names.append("floor-headers")
     if not WASM.exists():
         raise SystemExit(f"{WASM} is missing: make build")
     need("wrk")
@@ -514,6 +604,11 @@ def main() -> int:
         for n, v in variants.items():
             if v.is_floor and v.wasm is not None:
                 modules[n] = wasm_sizes(v.wasm)
+    for call in calls:
+        variant = host_call_variant(call)
+        build_host_call(call)
+        variants[variant.name] = variant
+        modules[variant.name] = wasm_sizes(variant.wasm)
     for level in [lv for lv in args.opt_levels.split(",") if lv]:
         module = build_at_opt_level(level)
         modules[f"O{level}"] = wasm_sizes(module)
@@ -552,12 +647,15 @@ def main() -> int:
     wasm = wasm_sizes()
     goals = targets(summary, wasm, rss)
     floor_lines = floors(summary)
+    calls_cost = host_calls(summary, variants)
     settings["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print_report(summary, wasm, rss, goals, settings, modules, floor_lines)
+    if calls_cost:
+        print_host_calls(calls_cost)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({"settings": settings, "variants": summary, "wasm": wasm, "rss": rss,
-                                           "modules": modules, "targets": goals, "floors": floor_lines},
-                                          indent=2) + "\n")
+                                           "modules": modules, "targets": goals, "floors": floor_lines,
+                                           "host_calls": calls_cost}, indent=2) + "\n")
     print(f"JSON: {args.json}")
     failed = [n for n, s in summary.items() if s.get("error") or s.get("errors")]
     if failed or rss.get("error"):
@@ -596,6 +694,13 @@ def build_probes() -> None:
     print("building the floor probes (bench/probes)", file=sys.stderr)
     subprocess.run(["cargo", "build", "--release", "--target", "wasm32-wasip1", "--target-dir", str(PROBES_TARGET)],
                    cwd=PROBES, check=True, timeout=1200)
+
+
+def build_host_call(call: str) -> None:
+    """bench/probes' host-calls module repeating `call` (its cargo feature), in its own target directory."""
+    print(f"building the host-calls probe for {call} (bench/probes)", file=sys.stderr)
+    subprocess.run(["cargo", "build", "--release", "--target", "wasm32-wasip1", "-p", "host-calls", "--features", call,
+                    "--target-dir", str(HOST_CALLS_TARGET / call)], cwd=PROBES, check=True, timeout=1200)
 
 
 def start(run: Running, nginx: Nginx, args: argparse.Namespace) -> None:

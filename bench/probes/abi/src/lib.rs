@@ -1,6 +1,7 @@
-//! What both floor probes share: the proxy-wasm 0.2.1 host calls they make (no SDK, as the
-//! gateway's `src/filter.rs`), the header-map wire format, the exports every module needs, and
-//! the request edit the gateway makes for a workspace of the bench's one repository.
+//! What the probes share: the proxy-wasm 0.2.1 host calls they make (no SDK, as the gateway's
+//! `src/filter.rs`), the header-map wire format, the exports every module needs, the request edit
+//! the gateway makes for a workspace of the bench's one repository, and floor-headers' work (which
+//! the host-calls probe repeats).
 //!
 //! A map crosses the ABI as its pair count, then each name's and value's length, then every name
 //! and value followed by a NUL (numbers little-endian u32).
@@ -289,4 +290,37 @@ pub fn workspace_request<'a>(
     pairs.extend(identity);
     pairs.extend(ROUTING);
     pairs
+}
+
+/// The identity the gateway copies from the outpost's answer (its default `identity_headers`),
+/// here fixed: the bench's user.
+const IDENTITY: [(&[u8], &[u8]); 6] = [
+    (b"x-authentik-username", b"alice"),
+    (b"x-authentik-groups", b"developers|admins"),
+    (b"x-authentik-entitlements", b""),
+    (b"x-authentik-email", b"alice@example.com"),
+    (b"x-authentik-name", b"Alice Developer"),
+    (b"x-authentik-uid", b"2b7a4f0c9d1e"),
+];
+
+/// floor-headers' request: the request headers read once and written back in one call as the
+/// workspace receives them on a cache hit, with the fixed identity.
+pub fn rewrite_request() -> u32 {
+    let request = get_map(REQUEST_HEADERS);
+    // Outside the repository nothing is routed: the route table answers 404.
+    let Some(path) = request.get(b":path").and_then(workspace_path) else {
+        return CONTINUE;
+    };
+    set_map(
+        REQUEST_HEADERS,
+        &workspace_request(&request, &path, IDENTITY.into_iter()),
+    );
+    CONTINUE
+}
+
+/// floor-headers' response: what a filter pays to look at the answer (the gateway does, to keep
+/// identity out of it).
+pub fn read_response() -> u32 {
+    drop(get_map(RESPONSE_HEADERS));
+    CONTINUE
 }
