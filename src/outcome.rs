@@ -165,8 +165,8 @@ fn quote(out: &mut String, text: &str) {
     out.push('"');
 }
 
-/// `n` in decimal.
-fn decimal(out: &mut String, n: u64) {
+/// Appends `n` in decimal, without the formatting machinery (it runs on every request).
+pub(crate) fn decimal(out: &mut String, n: u64) {
     let mut digits = [0u8; 20];
     let mut at = digits.len();
     let mut rest = n;
